@@ -1,0 +1,168 @@
+"""Inference: load a trained model directory and turn letters into answers.
+
+Output contract, per letter and for every head H of the labels file:
+``single`` → ``H`` (id) and ``H_scores`` ({id: p}); ``multi`` → ``H`` ([ids]) and
+``H_scores``; ``binary`` → ``H`` (bool) and ``H_score`` (p); plus ``confidence``,
+``needs_review`` and ``model_version``. Probabilities are calibrated.
+
+Example::
+
+    classifier = Classifier.load("models/letters")
+    classifier.predict(["村里的低保名单全是村干部的亲戚……"])[0]["sector"]   # 'social_assistance'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from tqdm.auto import tqdm
+
+from model.calibration import Calibration, decisions, head_confidence, probabilities
+from model.labels import Head, LabelSchema, LabelSchemaError
+from model.network import TriageModel
+from model.tokenisation import LetterTokenizer
+
+logger = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class ModelLoadError(ValueError):
+    """A model directory that cannot be served: names the directory and the problem."""
+
+
+def _check_directory(directory: Path) -> LabelSchema:
+    for name in ("config.json", WEIGHTS_FILE, LABELS_FILE):
+        if not (directory / name).is_file():
+            raise ModelLoadError(f"model directory {directory} has no {name}; "
+                                 "train one with 'triage train' or check the path")
+    try:
+        return LabelSchema.from_yaml(directory / LABELS_FILE)
+    except LabelSchemaError as err:
+        raise ModelLoadError(f"model directory {directory}: {err}") from None
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices in batches of similar length (short letters do not pay for long ones)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def decided_labels(head: Head, decided: np.ndarray) -> list[Any]:
+    """0/1 decisions (letters × outputs) as labels in the loader's form: an id per letter
+    (``single``), a list of ids (``multi``) or a bool (``binary``)."""
+    if head.type == "binary":
+        return [bool(row[0]) for row in decided]
+    chosen = [[label for label, on in zip(head.label_ids, row, strict=True) if on] for row in decided]
+    return [c[0] for c in chosen] if head.type == "single" else chosen
+
+
+class Classifier:
+    """A trained model, its tokenizer and its calibration, ready to predict.
+
+    Args:
+        model: the network (put in eval mode here).
+        tokenizer: the letter tokenizer saved with it.
+        version (str): the model version written into every answer.
+        schema: the label schema (default: the one in the model's config).
+    """
+
+    def __init__(self, model: TriageModel, tokenizer: LetterTokenizer, version: str,
+                 schema: LabelSchema | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.version = version
+        # the labels file keeps the heads in their written order (config.json sorts keys)
+        self.schema = schema or model.config.schema
+        self.calibration = Calibration.from_dict(model.config.calibration or {})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Classifier:
+        """Load a directory written by ``triage train``.
+
+        Raises:
+            ModelLoadError: files are missing or corrupt, or the labels file does not match
+                the model's heads (serving it would give wrong labels).
+        """
+        directory = Path(directory)
+        schema = _check_directory(directory)
+        try:
+            model = TriageModel.from_pretrained(str(directory), use_safetensors=True)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+            raise ModelLoadError(f"model directory {directory}: cannot load weights: {err}") from None
+        if model.config.schema != schema:
+            raise ModelLoadError(
+                f"model directory {directory}: {LABELS_FILE} does not match the heads the model "
+                "was trained with; restore the labels file saved with the model or retrain")
+        tokenizer = LetterTokenizer.from_pretrained(directory, model.config.window_tokens,
+                                                    model.config.window_stride)
+        version = getattr(model.config, "model_version", None) or directory.name
+        return cls(model, tokenizer, version, schema)
+
+    @torch.inference_mode()
+    def run(
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Raw logits per head (letters × outputs) and each letter's pooled vector (the mean
+        of its windows' token-mean vectors, used to link letters about one matter)."""
+        out = {name: np.zeros((len(texts), head.num_outputs), dtype=np.float32)
+               for name, head in self.schema.heads.items()}
+        hidden = self.model.heads[next(iter(self.schema.heads))].in_features // 2
+        vectors = np.zeros((len(texts), hidden), dtype=np.float32)
+        batches = list(length_batches([len(t) for t in texts], batch_size))
+        for batch in tqdm(batches, desc="letters", unit="batch", disable=not progress):
+            pooled = self.model.letter_vectors(self.tokenizer([texts[i] for i in batch]))
+            for name, values in self.model.head_logits(pooled).items():
+                out[name][batch] = values.float().numpy()
+            vectors[batch] = pooled[:, :hidden].float().numpy()
+        return out, vectors
+
+    def logits(
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Raw logits per head (letters × outputs), in the order of ``texts``."""
+        return self.run(texts, batch_size, progress)[0]
+
+    def probabilities(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per head."""
+        temps = self.calibration.temperatures
+        return {name: probabilities(logits[name], head.type, temps.get(name, 1.0))
+                for name, head in self.schema.heads.items()}
+
+    def answers(self, probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Answers in the output contract from calibrated probabilities."""
+        n = len(next(iter(probs.values())))
+        answers: list[dict[str, Any]] = [{} for _ in range(n)]
+        confidence = np.ones(n)
+        for name, head in self.schema.heads.items():
+            p = probs[name]
+            decided = decisions(p, head.type, self.calibration.thresholds.get(name))
+            confidence *= head_confidence(p, head.type, decided)
+            for i, (answer, labels) in enumerate(zip(answers, decided_labels(head, decided),
+                                                     strict=True)):
+                answer[name] = labels
+                if head.type == "binary":
+                    answer[f"{name}_score"] = round(float(p[i, 0]), 4)
+                else:
+                    answer[f"{name}_scores"] = {label: round(float(v), 4)
+                                                for label, v in zip(head.label_ids, p[i], strict=True)}
+        for answer, conf in zip(answers, confidence, strict=True):
+            answer["confidence"] = round(float(conf), 4)
+            answer["needs_review"] = bool(conf < self.calibration.review_threshold)
+            answer["model_version"] = self.version
+        return answers
+
+    def predict(self, texts: Sequence[str], batch_size: int = 32,
+                progress: bool = False) -> list[dict[str, Any]]:
+        """Answers for letters given as texts (already joined from their text fields)."""
+        if not texts:
+            return []
+        return self.answers(self.probabilities(self.logits(texts, batch_size, progress)))

@@ -1,0 +1,295 @@
+"""Case linking: finding earlier letters about the same matter (same place, people, acts),
+even rephrased and from another complainant.
+
+For a new letter, candidates come from three places: MinHash LSH over character
+shingles (near-verbatim reposts), the most similar letter vectors (the encoder's pooled
+vector, cosine), and letters sharing a specific place or a named person within a time
+window. Each candidate pair is then scored by a logistic model over pair features
+(vector cosine, shingle Jaccard, shared villages/institutions, shared names, shared
+amounts, same sector); pairs above ``threshold`` are links, and the new letter joins the
+matter of its best link (or starts a new one).
+
+Example::
+
+    index = MatterIndex(scorer=PairScorer.load("models/letters/linking.json"))
+    decision = index.link(entry)          # repeat_of and matter_id for a new letter
+    index.add(entry, decision.matter_id)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from model.keyfields import GROUP_NUMBER, KeyFields, content_words
+
+logger = logging.getLogger(__name__)
+
+LINKER_FILE = "linking.json"  # the fitted scorer, saved in the model directory it was fitted with
+SHINGLE = 3
+NUM_PERM = 64
+BROAD_SUFFIXES = ("省", "市", "县", "区")  # too coarse to tell matters apart
+FEATURES = ("cosine", "jaccard", "idf_overlap", "shared_local_places", "shared_broad_places",
+            "shared_names", "shared_amounts", "same_sector", "bias")
+_SPACE = re.compile(r"\s+")
+
+
+def _shingles(text: str) -> list[bytes]:
+    text = _SPACE.sub("", text)
+    return list({text[i : i + SHINGLE].encode("utf-8") for i in range(max(1, len(text) - SHINGLE + 1))})
+
+
+def minhash(text: str) -> MinHash:
+    """MinHash of a text's character 3-grams."""
+    m = MinHash(num_perm=NUM_PERM, seed=7)
+    m.update_batch(_shingles(text))
+    return m
+
+
+@dataclass
+class Entry:
+    """What linking needs of a letter."""
+
+    letter_id: str
+    text: str
+    key_fields: KeyFields
+    vector: np.ndarray | None = None
+    sector: str | None = None
+    received_at: datetime | None = None
+    signature: MinHash = field(init=False)
+    words: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signature = minhash(self.text)
+        self.words = content_words(self.text)
+        if self.vector is not None:
+            norm = float(np.linalg.norm(self.vector))
+            self.vector = (self.vector / norm if norm else self.vector).astype(np.float32)
+
+    @property
+    def local_places(self) -> set[str]:
+        """Villages, towns and institutions (a bare '五组' is too common to mean anything)."""
+        return {p for p in self.key_fields.places
+                if not p.endswith(BROAD_SUFFIXES) and not GROUP_NUMBER.match(p)}
+
+    @property
+    def broad_places(self) -> set[str]:
+        return {p for p in self.key_fields.places if p.endswith(BROAD_SUFFIXES)}
+
+    @property
+    def names(self) -> set[str]:
+        return {p.name for p in self.key_fields.people if p.name and "某" not in p.name}
+
+
+def _shared_amounts(a: Entry, b: Entry) -> list[float]:
+    shared = []
+    for x in a.key_fields.amounts:
+        if any(abs(x.yuan - y.yuan) <= 0.02 * max(x.yuan, y.yuan) for y in b.key_fields.amounts):
+            shared.append(x.yuan)
+    return shared
+
+
+class WordFrequencies:
+    """Document frequencies of content words over the letters seen so far."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.documents = 0
+
+    def add(self, words: frozenset[str]) -> None:
+        self.counts.update(words)
+        self.documents += 1
+
+    def idf(self, word: str) -> float:
+        return math.log((self.documents + 1) / (self.counts[word] + 1)) + 1.0
+
+    def overlap(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """IDF-weighted Jaccard of two word sets: rare shared words weigh most."""
+        union = a | b
+        if not union:
+            return 0.0
+        return sum(self.idf(w) for w in a & b) / sum(self.idf(w) for w in union)
+
+
+def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None) -> np.ndarray:
+    """Features of a pair of letters, in the order of :data:`FEATURES`."""
+    cosine = float(a.vector @ b.vector) if a.vector is not None and b.vector is not None else 0.0
+    frequencies = frequencies or WordFrequencies()
+    return np.array([
+        cosine,
+        a.signature.jaccard(b.signature),
+        frequencies.overlap(a.words, b.words),
+        min(len(a.local_places & b.local_places), 3),
+        min(len(a.broad_places & b.broad_places), 2),
+        min(len(a.names & b.names), 2),
+        min(len(_shared_amounts(a, b)), 2),
+        float(a.sector is not None and a.sector == b.sector),
+        1.0,
+    ])
+
+
+def shared_fields(a: Entry, b: Entry) -> dict[str, list[Any]]:
+    """What two letters share, for a person to see why they were linked."""
+    return {"places": sorted(a.local_places & b.local_places | a.broad_places & b.broad_places),
+            "people": sorted(a.names & b.names), "amounts": sorted(set(_shared_amounts(a, b)))}
+
+
+@dataclass
+class PairScorer:
+    """A logistic model over :func:`pair_features` deciding whether two letters are one matter.
+
+    Args:
+        weights: one weight per feature of :data:`FEATURES` (the last is the bias).
+        threshold (float, default 0.5): probability at or above which a pair is a link.
+    """
+
+    weights: list[float] = field(
+        default_factory=lambda: [6.0, 4.0, 6.0, 2.0, 0.5, 2.0, 1.0, 1.0, -10.0])
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(FEATURES):
+            raise ValueError(f"expected {len(FEATURES)} weights ({', '.join(FEATURES)}), "
+                             f"found {len(self.weights)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0.0, 1.0], found {self.threshold}")
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        """Probability that each row of features is a pair about the same matter."""
+        return 1.0 / (1.0 + np.exp(-(np.atleast_2d(features) @ np.asarray(self.weights))))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, same: np.ndarray, precision: float = 0.95) -> PairScorer:
+        """Fit the weights on labelled pairs (``same``: 1 for one matter, 0 otherwise), then
+        take the lowest threshold whose links are right at least ``precision`` of the time
+        on those pairs (linking the wrong letters costs more than missing a link)."""
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=5000).fit(features, same)
+        scorer = cls(weights=[float(w) for w in model.coef_[0]])
+        scores = scorer.probability(features)
+        order = np.argsort(-scores, kind="stable")
+        kept_precision = np.cumsum(same[order]) / np.arange(1, len(order) + 1)
+        good = np.nonzero(kept_precision >= precision)[0]
+        scorer.threshold = float(scores[order][good[-1]]) if len(good) else 1.0
+        return scorer
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"features": list(FEATURES), "weights": self.weights,
+                                    "threshold": self.threshold}, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> PairScorer:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("features") != list(FEATURES):
+            raise ValueError(f"{path}: scorer features {data.get('features')} differ from this "
+                             f"code's {list(FEATURES)}; refit it with 'triage fit-linker'")
+        return cls(weights=data["weights"], threshold=data["threshold"])
+
+
+@dataclass
+class Link:
+    letter_id: str
+    score: float
+    shared: dict[str, list[Any]]
+
+
+@dataclass
+class Decision:
+    repeat_of: list[Link]
+    matter_id: str
+
+
+class MatterIndex:
+    """Letters already stored, indexed for finding the same matter.
+
+    Args:
+        scorer: decides whether a candidate pair is one matter.
+        window_days (int, default 1095): only letters received within this many days count.
+        top_k (int, default 20): candidates taken from vector similarity.
+        lsh_threshold (float, default 0.3): Jaccard above which LSH proposes a candidate.
+    """
+
+    def __init__(self, scorer: PairScorer | None = None, window_days: int = 1095, top_k: int = 20,
+                 lsh_threshold: float = 0.3) -> None:
+        if not 0.0 <= lsh_threshold <= 1.0:
+            raise ValueError(f"lsh_threshold must be in [0.0, 1.0], found {lsh_threshold}")
+        if top_k < 1 or window_days < 1:
+            raise ValueError(f"top_k and window_days must be >= 1, found {top_k} and {window_days}")
+        self.scorer = scorer or PairScorer()
+        self.window = timedelta(days=window_days)
+        self.top_k = top_k
+        self.lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM)
+        self.entries: dict[str, Entry] = {}
+        self.matters: dict[str, str] = {}
+        self.postings: dict[str, set[str]] = defaultdict(set)
+        self.frequencies = WordFrequencies()
+        self._ids: list[str] = []
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._pending: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, entry: Entry, matter_id: str) -> None:
+        """Index a stored letter under its matter."""
+        if entry.letter_id in self.entries:
+            return
+        self.entries[entry.letter_id] = entry
+        self.matters[entry.letter_id] = matter_id
+        self.lsh.insert(entry.letter_id, entry.signature)
+        for key in entry.local_places | entry.names:
+            self.postings[key].add(entry.letter_id)
+        self.frequencies.add(entry.words)
+        if entry.vector is not None:
+            self._ids.append(entry.letter_id)
+            self._pending.append(entry.vector)
+
+    def _matrix(self) -> np.ndarray:
+        if self._pending:
+            stacked = np.vstack(self._pending)
+            self._vectors = stacked if self._vectors.size == 0 else np.vstack([self._vectors, stacked])
+            self._pending = []
+        return self._vectors
+
+    def candidates(self, entry: Entry) -> set[str]:
+        """Stored letters worth scoring against a new one."""
+        found = set(self.lsh.query(entry.signature))
+        for key in entry.local_places | entry.names:
+            if len(self.postings[key]) <= 200:  # a very common key says little
+                found |= self.postings[key]
+        matrix = self._matrix()
+        if entry.vector is not None and len(matrix):
+            similarity = matrix @ entry.vector
+            k = min(self.top_k, len(similarity))
+            for i in np.argpartition(-similarity, k - 1)[:k]:
+                found.add(self._ids[i])
+        found.discard(entry.letter_id)
+        if entry.received_at is not None:
+            found = {i for i in found if self.entries[i].received_at is None
+                     or abs(self.entries[i].received_at - entry.received_at) <= self.window}
+        return found
+
+    def link(self, entry: Entry) -> Decision:
+        """Earlier letters about the same matter as ``entry``, best first, and its matter id."""
+        ids = sorted(self.candidates(entry))
+        if not ids:
+            return Decision([], uuid.uuid4().hex)
+        features = np.vstack([pair_features(entry, self.entries[i], self.frequencies) for i in ids])
+        scores = self.scorer.probability(features)
+        links = [Link(i, round(float(s), 4), shared_fields(entry, self.entries[i]))
+                 for i, s in zip(ids, scores, strict=True) if s >= self.scorer.threshold]
+        links.sort(key=lambda link: -link.score)
+        matter = self.matters[links[0].letter_id] if links else uuid.uuid4().hex
+        return Decision(links, matter)

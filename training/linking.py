@@ -1,0 +1,133 @@
+"""Fitting and evaluating case linking on letters with ``group`` fields.
+
+Letters arrive in file order; each is linked against the letters before it, exactly as
+the service does. Every pair within a group is a positive, every other pair a negative
+(including hard negatives that share a place or an official).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from model.inference import Classifier
+from model.keyfields import extract_key_fields
+from model.linking import Entry, MatterIndex, PairScorer, pair_features
+
+logger = logging.getLogger(__name__)
+
+
+def entries_for(dataset: Dataset, classifier: Classifier | None) -> list[Entry]:
+    """Linking entries of a dataset: key fields, and vectors and sectors from the classifier."""
+    texts = list(dataset["text"])
+    vectors: Any = [None] * len(texts)
+    sectors: list[str | None] = [None] * len(texts)
+    if classifier is not None:
+        logits, vectors = classifier.run(texts, progress=True)
+        single = next((n for n, h in classifier.schema.heads.items() if h.type == "single"), None)
+        if single is not None:
+            answers = classifier.answers(classifier.probabilities(logits))
+            sectors = [a[single] for a in answers]
+    return [Entry(letter_id=str(i), text=t, key_fields=extract_key_fields(t), vector=v, sector=s)
+            for i, t, v, s in zip(dataset["id"], texts, vectors, sectors, strict=True)]
+
+
+def candidate_pairs(
+    entries: Sequence[Entry], groups: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every (letter, earlier candidate) pair the index proposes."""
+    group_of = {e.letter_id: g for e, g in zip(entries, groups, strict=True)}
+    index = MatterIndex()
+    rows, labels = [], []
+    for entry in entries:
+        for other in sorted(index.candidates(entry)):
+            rows.append(pair_features(entry, index.entries[other], index.frequencies))
+            labels.append(int(group_of[entry.letter_id] is not None
+                              and group_of[entry.letter_id] == group_of[other]))
+        index.add(entry, entry.letter_id)
+    return np.vstack(rows), np.asarray(labels)
+
+
+def fit_scorer(entries: Sequence[Entry], groups: Sequence[str | None]) -> PairScorer:
+    """A pair scorer fitted on the candidate pairs of letters with known groups."""
+    features, labels = candidate_pairs(entries, groups)
+    if labels.sum() == 0:
+        raise ValueError("fitting the linker needs letters that share a group; found no such pair")
+    logger.info("fitting the linker on %d candidate pairs (%d positive)", len(labels), labels.sum())
+    return PairScorer.fit(features, labels)
+
+
+def _pairs(clusters: dict[str, str]) -> set[tuple[str, str]]:
+    members: dict[str, list[str]] = defaultdict(list)
+    for letter, cluster in clusters.items():
+        members[cluster].append(letter)
+    return {tuple(sorted(p)) for m in members.values() for p in itertools.combinations(m, 2)}
+
+
+def _bcubed(gold: dict[str, str], predicted: dict[str, str]) -> tuple[float, float]:
+    gold_members, pred_members = defaultdict(set), defaultdict(set)
+    for letter in gold:
+        gold_members[gold[letter]].add(letter)
+        pred_members[predicted[letter]].add(letter)
+    precision = np.mean([len(pred_members[predicted[x]] & gold_members[gold[x]])
+                         / len(pred_members[predicted[x]]) for x in gold])
+    recall = np.mean([len(pred_members[predicted[x]] & gold_members[gold[x]])
+                      / len(gold_members[gold[x]]) for x in gold])
+    return float(precision), float(recall)
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def link_all(entries: Sequence[Entry], scorer: PairScorer) -> tuple[dict[str, str], list[tuple]]:
+    """Link letters in order; their matter ids and every link found (new, earlier, score)."""
+    index = MatterIndex(scorer=scorer)
+    matters, links = {}, []
+    for entry in entries:
+        decision = index.link(entry)
+        matters[entry.letter_id] = decision.matter_id
+        links += [(entry.letter_id, link.letter_id, link.score, link.shared)
+                  for link in decision.repeat_of]
+        index.add(entry, decision.matter_id)
+    return matters, links
+
+
+def evaluate_linking(
+    entries: Sequence[Entry], groups: Sequence[str | None], scorer: PairScorer,
+    hard_negatives: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Link the letters in order, then score the matters against the groups."""
+    matters, links = link_all(entries, scorer)
+    return {**score_matters(entries, groups, matters, hard_negatives), "links": len(links)}
+
+
+def score_matters(
+    entries: Sequence[Entry], groups: Sequence[str | None], matters: dict[str, str],
+    hard_negatives: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Pair precision/recall/F1 (pairs in one predicted matter vs one group) and B-cubed."""
+    gold = {e.letter_id: (g or f"single-{e.letter_id}") for e, g in zip(entries, groups, strict=True)}
+    gold_pairs, predicted_pairs = _pairs(gold), _pairs(matters)
+    true = len(gold_pairs & predicted_pairs)
+    precision = true / len(predicted_pairs) if predicted_pairs else 1.0
+    recall = true / len(gold_pairs) if gold_pairs else 1.0
+    b_precision, b_recall = _bcubed(gold, matters)
+    wrongly_linked = [p for p in hard_negatives if tuple(sorted(p)) in predicted_pairs]
+    return {
+        "letters": len(entries),
+        "gold_groups": sum(1 for n in Counter(g for g in groups if g).values() if n > 1),
+        "gold_pairs": len(gold_pairs),
+        "predicted_pairs": len(predicted_pairs),
+        "pair_precision": precision, "pair_recall": recall, "pair_f1": _f1(precision, recall),
+        "bcubed_precision": b_precision, "bcubed_recall": b_recall,
+        "bcubed_f1": _f1(b_precision, b_recall),
+        "hard_negative_pairs": len(hard_negatives),
+        "hard_negatives_linked": len(wrongly_linked),
+    }
