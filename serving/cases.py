@@ -1,14 +1,18 @@
-"""Matters across restarts: the linking index is rebuilt from the store at start-up, so
-a letter of a known matter gets the same matter id before and after a restart."""
+"""Matters across restarts and replicas: the linking index is rebuilt from the store at
+start-up and catches up with letters other replicas stored before each lookup, so a
+letter of a known matter gets the same matter id wherever and whenever it arrives."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from model.keyfields import KeyFields
-from model.linking import Entry, MatterIndex, PairScorer
+from model.linking import Decision, Entry, MatterIndex, PairScorer
 from serving.store import Letter, Store, letters_for_index
 
 logger = logging.getLogger(__name__)
@@ -38,3 +42,29 @@ def rebuild_index(store: Store, scorer: PairScorer | None = None) -> MatterIndex
             index.add(entry_from_letter(letter), letter.matter_id)
     logger.info("linking index rebuilt with %d letters", len(index))
     return index
+
+
+class Matters:
+    """The linking index of one service replica, kept in step with the store.
+
+    ``link`` and ``add`` are called under ``lock`` by whoever stores letters, so two
+    letters of one matter arriving together cannot both open a new matter.
+    """
+
+    def __init__(self, store: Store, scorer: PairScorer | None) -> None:
+        self.lock = threading.Lock()
+        self.index = rebuild_index(store, scorer)
+        with store.session() as session:
+            self.last_id = session.scalar(select(Letter.id).order_by(Letter.id.desc()).limit(1)) or 0
+
+    def catch_up(self, session: Session) -> None:
+        """Index letters stored since the last look (by this or another replica)."""
+        for letter in session.scalars(select(Letter).where(Letter.id > self.last_id).order_by(Letter.id)):
+            self.index.add(entry_from_letter(letter), letter.matter_id)
+            self.last_id = letter.id
+
+    def link(self, entry: Entry) -> Decision:
+        return self.index.link(entry)
+
+    def use_scorer(self, scorer: PairScorer | None) -> None:
+        self.index.scorer = scorer or PairScorer()

@@ -100,6 +100,12 @@ class Letter(Base):
     repeat_of: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # the letter's current labels ({head: label(s)}, the loader's form): the model's
+    # decisions until a supervisor reviews it, then the last review's
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # " head:label " for every current label, so the queue filters with LIKE on any backend
+    tags: Mapped[str] = mapped_column(Text, default="")
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class Review(Base):
@@ -116,6 +122,19 @@ class Review(Base):
     after: Mapped[dict[str, Any]] = mapped_column(JSON)
     model_version: Mapped[str] = mapped_column(String(200))
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def _safe_url(url: str) -> str:
@@ -234,5 +253,5 @@ def reviews_of(session: Session, *, letter_id: int) -> list[Review]:
                                 .order_by(Review.id)))
 
 
-__all__ = ["Letter", "Review", "Store", "StoreError", "get_letter",
+__all__ = ["ApiKey", "Letter", "Review", "Store", "StoreError", "get_letter",
            "get_letter_by_id", "letters_for_index", "reviews_of"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@dataclass
+class Service:
+    """A running app (TestClient) on the tiny model, with one key per role."""
+
+    client: Any
+    keys: dict[str, str]
+    settings: Any
+
+    def as_role(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+def prepare_service(model_dir: Path, store_url: str, **settings: Any) -> tuple[Any, dict[str, str]]:
+    """Settings for the tiny model on a store holding one key per role (and a second intake key)."""
+    from serving.app import open_store
+    from serving.keys import create_key
+    from serving.settings import ServiceSettings
+
+    config = ServiceSettings(store_url=store_url, model_dir=model_dir, **settings)
+    store = open_store(config)
+    keys = {}
+    with store.session() as session:
+        for role in ("intake", "supervisor", "admin"):
+            keys[role] = create_key(session, f"测试-{role}", role)[1]
+        keys["intake2"] = create_key(session, "测试-intake-2", "intake")[1]
+    store.close()
+    return config, keys
+
+
+def start_service(model_dir: Path, store_url: str, **settings: Any) -> Iterator[Service]:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    config, keys = prepare_service(model_dir, store_url, **settings)
+    with TestClient(create_app(config)) as client:
+        yield Service(client, keys, config)
+
+
+@pytest.fixture
+def service(tiny_model: Path, store_url: str) -> Iterator[Service]:
+    """The service on SQLite and PostgreSQL; every letter goes to review (threshold 1.01)."""
+    yield from start_service(tiny_model, store_url, review_threshold=1.01)
+
+
+@pytest.fixture
+def sqlite_service(tiny_model: Path, tmp_path: Path) -> Iterator[Service]:
+    yield from start_service(tiny_model, f"sqlite:///{tmp_path / 'letters.db'}", review_threshold=1.01)

@@ -76,5 +76,27 @@ def test_schema_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 def test_old_schema_without_upgrade_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'letters.db'}"
-    with pytest.raises(StoreError, match=re.escape("has schema revision None, expected '0001'")):
+    with pytest.raises(StoreError, match=re.escape("has schema revision None, expected '0002'")):
         Store(url, upgrade=False)
+
+
+def test_a_store_at_revision_0001_is_upgraded_and_keeps_its_letters(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from serving.store import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'letters.db'}"
+    engine = create_engine(url)
+    command.upgrade(_alembic_config(engine), "0001")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO letters (external_id, received_at, text, predictions, confidence, needs_review,"
+            " model_version, key_fields, matter_id, repeat_of, created_at) VALUES ('old-1',"
+            " '2026-01-05 00:00:00', '旧信', '{}', 0.5, 1, 'v0', '{}', 'm', '[]', '2026-01-05 00:00:00')"))
+    engine.dispose()
+    store = Store(url)
+    with store.session() as session:
+        old = get_letter(session, external_id="old-1")
+        assert old is not None and old.text == "旧信"
+        assert old.labels == {} and old.reviewed is False and old.tags == ""

@@ -15,6 +15,7 @@ import typer
 from model.inference import Classifier, ModelLoadError
 from model.labels import LabelSchema, LabelSchemaError
 from model.linking import LINKER_FILE, PairScorer
+from serving import cli as serving_cli
 from training.baseline import TfidfBaseline
 from training.corpus import check_corpus, format_report
 from training.data import JSON_SUFFIXES, DataError, load_letters, split_dataset
@@ -33,6 +34,9 @@ DEFAULT_BASE_MODEL = ROOT / ".cache" / "base-models" / "m3e-small"
 app = typer.Typer(help="Triage of Chinese complaint letters (信访举报件).", no_args_is_help=True)
 data_app = typer.Typer(help="Check corpus files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(serving_cli.keys_app, name="keys")
+app.command("serve")(serving_cli.serve)
+app.command("export")(serving_cli.export)
 
 LabelsOption = Annotated[Path, typer.Option("--labels", help="labels file (heads and text fields)")]
 

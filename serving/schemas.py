@@ -1,0 +1,176 @@
+"""What the API accepts and returns (pydantic models; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from serving.keys import Role
+
+EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$"
+
+
+class Complainant(BaseModel):
+    """Who wrote (confidential: never logged, only shown to supervisors and the submitter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=100)
+    phone: str | None = Field(None, max_length=50)
+    id_number: str | None = Field(None, max_length=50)
+    address: str | None = Field(None, max_length=300)
+    anonymous: bool = False
+
+
+class LetterIn(BaseModel):
+    """A letter to classify and store. ``external_id`` is the intake system's own id: the
+    same id sent again returns the stored answer instead of a second record."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    external_id: str = Field(pattern=EXTERNAL_ID, description="1-200 of A-Z a-z 0-9 . _ : / -")
+    text: str = Field(min_length=1, description="the letter's text (limit: settings.max_text_chars)")
+    title: str | None = Field(None, max_length=500)
+    received_at: AwareDatetime | None = Field(
+        None, description="when the office received it, with a time zone (default: now)")
+    source: str | None = Field(None, max_length=100, description="e.g. 来信, 网络留言, 12345热线")
+    complainant: Complainant | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_has_words(cls, value: str) -> str:
+        if not any(ch.isalnum() for ch in value):
+            raise ValueError("text has no letters or digits (empty, whitespace or punctuation only)")
+        return value
+
+
+class BatchIn(BaseModel):
+    """Several letters; each is checked on its own, so good ones succeed beside bad ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    letters: list[dict[str, Any]] = Field(min_length=1)
+
+
+class LabelOut(BaseModel):
+    id: str
+    name: str
+    score: float
+    departments: list[str] = []
+
+
+class HeadOut(BaseModel):
+    """One head's answer: the chosen labels (one for ``single``) with their scores, every
+    label's score, and for ``binary`` heads the yes/no ``value``."""
+
+    type: Literal["single", "multi", "binary"]
+    labels: list[LabelOut]
+    scores: dict[str, float]
+    value: bool | None = None
+
+
+class LinkOut(BaseModel):
+    letter_id: int | None
+    external_id: str
+    score: float
+    shared: dict[str, list[Any]]
+
+
+class ReviewOut(BaseModel):
+    id: int
+    reviewer: str
+    reviewed_at: datetime
+    before: dict[str, Any]
+    after: dict[str, Any]
+    model_version: str
+    comment: str | None
+
+
+class LetterOut(BaseModel):
+    """A stored letter with everything the model and the reviewers said about it."""
+
+    id: int
+    external_id: str
+    received_at: datetime
+    source: str | None
+    title: str | None = None
+    text: str | None = None
+    complainant: dict[str, Any] | None = None
+    predictions: dict[str, HeadOut]
+    labels: dict[str, Any] = Field(description="current labels: the model's until reviewed")
+    reviewed: bool
+    confidence: float
+    needs_review: bool
+    matter_id: str
+    repeat_of: list[LinkOut]
+    key_fields: dict[str, Any]
+    model_version: str
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    status: int
+    letter: LetterOut | None = None
+    error: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class QueueItem(BaseModel):
+    id: int
+    external_id: str
+    received_at: datetime
+    confidence: float
+    labels: dict[str, Any]
+    needs_review: bool
+    reviewed: bool
+    excerpt: str
+
+
+class QueueOut(BaseModel):
+    total: int
+    items: list[QueueItem]
+
+
+class ReviewIn(BaseModel):
+    """A supervisor's labels: every head given replaces the current labels of that head
+    (heads left out stay as they are; the same labels again confirms them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, Any] = Field(default_factory=dict)
+    comment: str | None = Field(None, max_length=2000)
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    key: str | None = Field(None, description="the key itself: shown once, at creation")
+
+
+class ModelOut(BaseModel):
+    version: str
+    directory: str
+    heads: dict[str, Any]
+    calibration: dict[str, Any]
+    linker: Literal["fitted", "default"]
+
+
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: str | None = Field(None, description="default: the configured model directory")
