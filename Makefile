@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   install everything, fetch the base weights, check the corpus, train (~30 min
-#               on 2 cores), evaluate on the dev set, fit and evaluate case linking
+#               on 2 cores), evaluate on the dev set, fit and evaluate case linking, and
+#               start the service on http://127.0.0.1:8000 (review page: /review)
 #   make test   install everything and run the test suite
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
@@ -10,15 +11,17 @@ BASE_DIR := .cache/base-models/m3e-small
 DEVSET := ../shared/devset/letters.jsonl
 MODEL := models/letters
 
-.PHONY: setup weights demo test baseline check train evaluate linking
+.PHONY: setup weights demo test baseline check train evaluate linking serve
 
 # torch first, pinned: a looser pin pulls a CUDA build of several GB. A CJK font lets
-# report charts show Chinese labels (best effort: skipped where apt is not available).
+# report charts show Chinese labels; Debian's Chromium runs the review-page browser test
+# (both best effort: skipped where apt is not available).
 setup:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 	@-fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || true)
-	@true :lang=zh | grep -q . || (apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || true)
+	@-test -x /usr/bin/chromium || (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		echo "note: no Chromium (apt-get install -y chromium); the browser test will be skipped")
 
 weights: $(BASE_DIR)/config.json
 
@@ -47,7 +50,12 @@ linking: train
 	triage fit-linker --model $(MODEL) --data data/
 	triage evaluate-linking --model $(MODEL) --data $(DEVSET) --out reports/linking-devset.json
 
-demo: setup weights check baseline train evaluate linking
+STORE ?= sqlite:///var/letters.db
+
+serve: train
+	TRIAGE_STORE_URL=$(STORE) TRIAGE_MODEL_DIR=$(MODEL) triage serve --port 8000
+
+demo: setup weights check baseline train evaluate linking serve
 
 test: setup
 	$(PYTHON) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -310,3 +310,41 @@ def evaluate_linking_command(
         if key in report:
             value = report[key]
             typer.echo(f"{key:<30} {value:.4f}" if isinstance(value, float) else f"{key:<30} {value}")
+
+
+@app.command("retrain")
+def retrain_command(
+    store: Annotated[str, typer.Option(help="store URL holding the reviewed letters")],
+    model: Annotated[Path, typer.Option(help="the model in service (replaced if the candidate wins)")],
+    out: Annotated[Path, typer.Option(help="where to write the candidate")],
+    base_data: Annotated[list[Path], typer.Option(help="the corpus, e.g. data/")] = [Path("data")],  # noqa: B006
+    eval_file: Annotated[Path, typer.Option("--eval", help="fixed evaluation file for both models")] = (
+        DEFAULT_DEVSET),
+    base_model: Annotated[str | None, typer.Option(help="override the encoder")] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="override: stop after this many steps")] = None,
+    tolerance: Annotated[float, typer.Option(
+        help="a head may lose this much and still count as no worse")] = 0.0,
+) -> None:
+    """Merge reviewed letters with the corpus, train a candidate, compare it with the model in
+    service on one evaluation file, and promote it only if it is no worse on every head."""
+    from serving.letters import export_records
+    from serving.store import Store, StoreError
+    from training.retrain import retrain
+
+    overrides = {k: v for k, v in {"base_model": base_model, "epochs": epochs,
+                                   "max_steps": max_steps}.items() if v is not None}
+    try:
+        schema = Classifier.load(model).schema
+        opened = Store(store, upgrade=False)
+        with opened.session() as session:
+            reviewed = list(export_records(session, schema))
+        opened.close()
+        decision = retrain(reviewed, _data_files(base_data), model, out, eval_file, overrides, tolerance)
+    except (ModelLoadError, StoreError, DataError, LabelSchemaError, OSError, ValueError) as err:
+        raise _fail(str(err)) from None
+    for row in decision["heads"]:
+        typer.echo(f"{row['head']}.{row['metric']:<10} current {row['current']:.4f}  candidate "
+                   f"{row['candidate']:.4f}  {'ok' if row['no_worse'] else 'WORSE'}")
+    typer.echo(("promoted: " if decision["promoted"] else "not promoted: ") + decision["reason"]
+               + (f"; previous model kept in {decision['previous_model']}" if decision["promoted"] else ""))
