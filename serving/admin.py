@@ -127,7 +127,7 @@ async def post_key(given: KeyIn, caller: Admin, s: ServicesDep) -> KeyOut:
     """A new key; the answer holds the key itself, shown this once."""
 
     def make() -> KeyOut:
-        with s.store.session() as session:
+        with s.store.writing() as session:
             row, key = create_key(session, given.name, given.role)
             return KeyOut.model_validate(row, from_attributes=True).model_copy(update={"key": key})
 
@@ -141,7 +141,7 @@ async def delete_key(key_id: int, caller: Admin, s: ServicesDep, request: Reques
     """Revoke a key: it stops working at once; its row stays for the audit trail."""
 
     def revoke() -> KeyOut | None:
-        with s.store.session() as session:
+        with s.store.writing() as session:
             row = revoke_key(session, key_id)
             return None if row is None else KeyOut.model_validate(row, from_attributes=True)
 

@@ -59,7 +59,7 @@ def _stored(s: Services, caller: Caller, external_id: str) -> LetterOut | None:
 
 def _store(s: Services, caller: Caller, given: LetterIn, analysis: Analysis) -> tuple[int, LetterOut]:
     """Link and commit one analysed letter: (201, stored) or (200, the earlier record)."""
-    with s.matters.lock, s.store.session() as session:
+    with s.matters.lock, s.store.writing() as session:
         s.matters.catch_up(session)
         decision = s.matters.link(Entry(
             letter_id=given.external_id, text=given.text, key_fields=analysis.key_fields,

@@ -81,7 +81,7 @@ async def post_review(letter_id: int, given: ReviewIn, caller: Reviewer, s: Serv
         raise HTTPException(422, str(err)) from None
 
     def apply() -> LetterOut:
-        with s.store.session() as session:
+        with s.store.writing() as session:
             done = review_letter(session, letter_id, f"{caller.name} ({caller.tag})", labels, given.comment)
             if done is None:
                 raise HTTPException(404, f"no letter {letter_id}")

@@ -152,12 +152,20 @@ def _alembic_config(engine: Engine) -> Config:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged letter survives a crash
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Writers take the write lock when they begin (BEGIN IMMEDIATE), so a read-then-write
+    transaction cannot lose an update made between its read and its write."""
+    immediate = connection.get_execution_options().get("immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Store:
@@ -190,7 +198,10 @@ class Store:
             raise StoreError(f"store URL {self.url}: {err}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(self.engine.execution_options(immediate=True),
+                                           expire_on_commit=False)
         self._check_schema(upgrade)
 
     def _check_schema(self, upgrade: bool) -> None:
@@ -219,6 +230,14 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
         with self.sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session for read-then-write work (reviews, inserts, keys): on SQLite it holds
+        the write lock from its first statement; on PostgreSQL rows are locked with
+        ``SELECT ... FOR UPDATE`` where it matters."""
+        with self.write_sessions.begin() as session:
             yield session
 
     def close(self) -> None:

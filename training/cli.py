@@ -348,3 +348,7 @@ def retrain_command(
                    f"{row['candidate']:.4f}  {'ok' if row['no_worse'] else 'WORSE'}")
     typer.echo(("promoted: " if decision["promoted"] else "not promoted: ") + decision["reason"]
                + (f"; previous model kept in {decision['previous_model']}" if decision["promoted"] else ""))
+
+
+if __name__ == "__main__":
+    app()
