@@ -167,6 +167,7 @@ class Calibration:
     review_target: float = 0.95
     validation_review_share: float = 0.0
     validation_kept_accuracy: float = 0.0
+    lexical_weight: float = 0.0  # how much the lexical heads' logits add (model.lexical)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

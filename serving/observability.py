@@ -33,15 +33,18 @@ class Metrics:
                                  registry=self.registry)
         self.queue_depth = Gauge("triage_model_queue_depth", "letters waiting for the model",
                                  registry=self.registry)
+        self._counts = {"classified": 0, "to_review": 0}
 
     def count_prediction(self, labels: dict[str, Any], needs_review: bool) -> None:
         for head, value in labels.items():
             for label in value if isinstance(value, list) else [value]:
                 self.predictions.labels(head, str(label).lower() if isinstance(label, bool) else label).inc()
         self.classified.inc()
+        self._counts["classified"] += 1
         if needs_review:
             self.to_review.inc()
-        self.review_rate.set(self.to_review._value.get() / self.classified._value.get())
+            self._counts["to_review"] += 1
+        self.review_rate.set(self._counts["to_review"] / self._counts["classified"])
 
 
 def _route(scope: Scope) -> str:

@@ -10,7 +10,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -37,10 +36,12 @@ from model.calibration import (
     head_confidence,
     probabilities,
 )
-from model.inference import LABELS_FILE, WEIGHTS_FILE, Classifier, decided_labels
+from model.inference import LABELS_FILE, WEIGHTS_FILE, Classifier, decided_labels, file_sha256
 from model.labels import LabelSchema
+from model.lexical import LexicalHeads
 from model.network import TriageModel
 from model.tokenisation import LetterTokenizer
+from training.blend import blend_lexical, blended
 from training.data import load_letters, split_dataset
 from training.evaluate import headline, indicator, score_all
 from training.report import write_model_card
@@ -72,6 +73,8 @@ class TrainingArguments:
         review_target (float, default 0.95): letters not sent to review must be right at
             least this often (on the validation split).
         seed (int, default 42), skip_invalid (bool, default False).
+        lexical (bool, default True): blend in character n-gram heads (``model.lexical``),
+            with a weight chosen on the validation split (0 when they do not help).
     """
 
     data: list[Path]
@@ -93,6 +96,7 @@ class TrainingArguments:
     train_windows: int = 3
     seed: int = 42
     skip_invalid: bool = False
+    lexical: bool = True
 
     def __post_init__(self) -> None:
         self.data = [Path(p) for p in self.data]
@@ -138,14 +142,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gold_matrices(schema: LabelSchema, dataset: Dataset) -> dict[str, np.ndarray]:
@@ -312,7 +308,15 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         raise RuntimeError("no epoch ran: check epochs and max_steps")
     _, best_epoch, best_weights, val_logits = best
     model.load_state_dict(best_weights)  # its validation logits are reused for calibration
+    lexical, lexical_weight, lexical_scores = None, 0.0, {}
+    if args.lexical:
+        lexical, lexical_weight, lexical_scores = blend_lexical(
+            schema, train_set, train_gold, val_set, val_logits,
+            lambda logits: selection_score(uncalibrated_headline(schema, logits, val_set)))
+        if lexical is not None:
+            val_logits = blended(val_logits, lexical.logits(list(val_set["text"])), lexical_weight)
     calibration = calibrate(schema, val_logits, val_gold, args.review_target)
+    calibration.lexical_weight = lexical_weight
     record = {
         "arguments": json.loads(json.dumps(asdict(args), default=str)),
         "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
@@ -323,12 +327,14 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                          for name, head in schema.heads.items()},
         "history": history,
         "best_epoch": best_epoch,
+        "lexical": {"weight": lexical_weight, "validation_scores": {str(w): round(v, 4)
+                                                                    for w, v in lexical_scores.items()}},
         "calibration": calibration.to_dict(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     }
     record["wall_seconds"] = round(time.time() - started, 1)
-    save_model(model, tokenizer, schema, calibration, args.out, record)
+    save_model(model, tokenizer, schema, calibration, args.out, record, lexical)
     write_model_card(args.out)
     return record
 
@@ -340,6 +346,7 @@ def save_model(
     calibration: Calibration,
     out: Path,
     record: dict[str, Any],
+    lexical: LexicalHeads | None = None,
 ) -> str:
     """Write weights, config (with calibration and version), tokenizer, labels and run.json.
 
@@ -354,6 +361,8 @@ def save_model(
     model.config.save_pretrained(str(out))
     tokenizer.tokenizer.save_pretrained(str(out))
     schema.to_yaml(out / LABELS_FILE)
+    if lexical is not None:
+        lexical.save(out)
     record["model_version"] = version
     (out / "run.json").write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     logger.info("saved model %s to %s", version, out)

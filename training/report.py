@@ -126,7 +126,8 @@ def _markdown(evaluation: dict[str, Any], data: str, charts: list[str]) -> str:
     lines = [
         f"# Evaluation of {evaluation['model_version']}",
         "",
-        f"Data: `{data}` ({evaluation['letters']} letters).",
+        f"Data: `{data}` ({evaluation['letters']} letters). Encoder runtime: "
+        f"`{evaluation['runtime']}`.",
         "",
         *_headline_rows(evaluation),
         "",
@@ -242,6 +243,11 @@ def write_model_card(directory: Path) -> Path:
         "",
         f"Kept: epoch {run.get('best_epoch', '?')} (best validation score).",
         "",
+        "Lexical heads (character 1-3-gram TF-IDF, one logistic layer per head, fitted on the "
+        "training split) add their logits with weight "
+        f"{calibration.get('lexical_weight', 0.0):g}, chosen on the validation split "
+        "(0: the encoder alone).",
+        "",
         "## Calibration and review",
         "",
         "Temperature scaling per head and per-label decision thresholds, fitted on the "
@@ -260,7 +266,8 @@ def write_model_card(directory: Path) -> Path:
     reports = sorted((directory / EVALUATIONS).glob("*/report.json"))
     for path in reports:
         evaluation = json.loads(path.read_text(encoding="utf-8"))
-        lines += [f"### `{evaluation['data']}` ({evaluation['letters']} letters)", "",
+        lines += [f"### `{evaluation['data']}` ({evaluation['letters']} letters, runtime "
+                  f"`{evaluation.get('runtime', 'torch')}`)", "",
                   *_headline_rows(evaluation), "",
                   f"Review: {evaluation['review']['review_share']:.1%} sent to review; "
                   f"{(evaluation['review']['kept_accuracy'] or 0):.1%} right among the rest. "
