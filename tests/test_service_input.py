@@ -98,3 +98,68 @@ def test_logs_never_hold_letter_text_or_complainant(sqlite_service: Service,
     assert not [f for f in fragments if f in logged]
     for secret in (secret_name, phone, id_number, "赵德胜", sqlite_service.keys["supervisor"]):
         assert secret not in logged
+
+
+def test_an_overloaded_model_gives_503_with_retry_after(sqlite_service: Service) -> None:
+    from serving.engine import Overloaded
+
+    async def refuse(texts: list[str]) -> list:
+        raise Overloaded("256 letters are waiting for the model")
+
+    sqlite_service.client.app.state.services.worker.analyse = refuse
+    response = submit(sqlite_service, {**LETTER, "external_id": "busy-1"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+    assert "overloaded" in response.json()["detail"]
+    stored = sqlite_service.client.get("/v1/review-queue", headers=sqlite_service.as_role("supervisor"))
+    assert stored.json()["total"] == 0  # nothing half-stored
+
+
+# Regressions: each input below got a 500 (found by benchmarks/fuzz_api.py and property tests).
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/letters/100000000000000000000"),
+    ("GET", "/v1/letters/-100000000000000000000/reviews"),
+    ("GET", "/v1/letters/2147483648/evidence"),
+    ("POST", "/v1/letters/100000000000000000000/review"),
+    ("DELETE", "/v1/keys/100000000000000000000"),
+    ("GET", "/v1/review-queue?offset=9223372036854775808"),
+])
+def test_ids_beyond_the_store_are_refused(sqlite_service: Service, method: str, path: str) -> None:
+    """The SQLite driver raised OverflowError on ids over 2**63 (PostgreSQL: over 2**31)."""
+    response = sqlite_service.client.request(method, path, json={"labels": {}} if method == "POST" else None,
+                                             headers=sqlite_service.as_role("admin"))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] in {"less_than_equal", "greater_than_equal"}
+
+
+def test_times_without_a_utc_time_are_refused(sqlite_service: Service) -> None:
+    """0001-01-01 east of Greenwich has no UTC time: astimezone raised OverflowError."""
+    early = "0001-01-01T00:00:00+05:00"
+    letter = submit(sqlite_service, {**LETTER, "received_at": early})
+    assert letter.status_code == 422 and letter.json()["detail"][0]["loc"] == ["body", "received_at"]
+    queue = sqlite_service.client.get("/v1/review-queue", params={"received_from": early},
+                                      headers=sqlite_service.as_role("supervisor"))
+    assert queue.status_code == 422 and "outside the years 1-9999" in queue.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/v1/letters/1/review", b'{"labels": {"\\ud800": "x"}}', "lone UTF-16 surrogate"),
+    ("/v1/model:reload", b'{"model_dir": "\\ud800"}', "lone UTF-16 surrogate"),
+    ("/v1/model:reload", ('{"model_dir": "%s"}' % ("a" * 300)).encode(), "File name too long"),
+])
+def test_error_messages_survive_odd_input(sqlite_service: Service, path: str, body: bytes, message: str) -> None:
+    """A lone surrogate echoed in an error could not be encoded; a name over 255 bytes raised OSError."""
+    submit(sqlite_service, LETTER)
+    response = sqlite_service.client.post(path, content=body, headers={
+        **sqlite_service.as_role("admin"), "Content-Type": "application/json"})
+    assert response.status_code == 422 and message in response.text
+
+
+def test_amount_like_text_does_not_break_a_batch(sqlite_service: Service) -> None:
+    """'1亿万几' was no number, ten thousand '万' recursed too deep, 400 digits were yuan=inf
+    (refused by PostgreSQL's JSON): the key-field extractor failed its whole micro-batch."""
+    texts = ["村干部截留了补贴1亿万几块", "补贴" + "一万" * 1_000 + "元", "补贴" + "9" * 400 + "元", "食堂饭菜有问题"]
+    batch = {"letters": [{"external_id": f"AM-{i}", "text": t} for i, t in enumerate(texts)]}
+    response = sqlite_service.client.post("/v1/letters:batch", json=batch, headers=sqlite_service.as_role("intake"))
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == [201] * 4
