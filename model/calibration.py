@@ -167,7 +167,8 @@ class Calibration:
     review_target: float = 0.95
     validation_review_share: float = 0.0
     validation_kept_accuracy: float = 0.0
-    lexical_weight: float = 0.0  # how much the lexical heads' logits add (model.lexical)
+    # per head, how much the lexical heads' logits add to the encoder's (model.lexical)
+    lexical_weights: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -5,16 +5,23 @@ Output contract, per letter and for every head H of the labels file:
 ``H_scores``; ``binary`` → ``H`` (bool) and ``H_score`` (p); plus ``confidence``,
 ``needs_review`` and ``model_version``. Probabilities are calibrated.
 
+The encoder runs in PyTorch (``torch``, the default and the reference) or on ONNX Runtime
+with int8 weights (``onnx-int8``, after ``triage export-onnx``); tokenisation, window pooling,
+heads and calibration are the same code for both.
+
 Example::
 
     classifier = Classifier.load("models/letters")
     classifier.predict(["村里的低保名单全是村干部的亲戚……"])[0]["sector"]   # 'social_assistance'
+    fast = Classifier.load("models/letters", runtime=Runtime.ONNX_INT8)
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,9 @@ from tqdm.auto import tqdm
 
 from model.calibration import Calibration, decisions, head_confidence, probabilities
 from model.labels import Head, LabelSchema, LabelSchemaError
-from model.network import TriageModel
+from model.lexical import LexicalHeads
+from model.network import TriageModel, pool_windows
+from model.onnx_runtime import INT8_FILE, OnnxEncoder, OnnxModelError
 from model.tokenisation import LetterTokenizer
 
 logger = logging.getLogger(__name__)
@@ -34,8 +43,29 @@ LABELS_FILE = "labels.yaml"
 WEIGHTS_FILE = "model.safetensors"
 
 
+WindowEncoder = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(input_ids, attention_mask, token_type_ids) of windows → their token-mean vectors."""
+
+
+class Runtime(StrEnum):
+    """Where the encoder runs: PyTorch in fp32 (the reference) or ONNX Runtime with int8
+    weights (``encoder.int8.onnx``, written by ``triage export-onnx``)."""
+
+    TORCH = "torch"
+    ONNX_INT8 = "onnx-int8"
+
+
 class ModelLoadError(ValueError):
     """A model directory that cannot be served: names the directory and the problem."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (the model version and the ONNX graphs name the weights by it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_directory(directory: Path) -> LabelSchema:
@@ -73,26 +103,43 @@ class Classifier:
         tokenizer: the letter tokenizer saved with it.
         version (str): the model version written into every answer.
         schema: the label schema (default: the one in the model's config).
+        encoder: runs the encoder over windows (default: ``model.window_vectors``, PyTorch).
+        runtime (Runtime, default torch): the name of ``encoder``, shown in reports.
+        lexical: character n-gram heads whose logits are added with the calibration's
+            ``lexical_weights`` (None: the encoder alone).
     """
 
     def __init__(self, model: TriageModel, tokenizer: LetterTokenizer, version: str,
-                 schema: LabelSchema | None = None) -> None:
+                 schema: LabelSchema | None = None, encoder: WindowEncoder | None = None,
+                 runtime: Runtime = Runtime.TORCH, lexical: LexicalHeads | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.version = version
+        self.encoder = encoder or self.model.window_vectors
+        self.runtime = runtime
         # the labels file keeps the heads in their written order (config.json sorts keys)
         self.schema = schema or model.config.schema
         self.calibration = Calibration.from_dict(model.config.calibration or {})
+        self.lexical = lexical if any(self.calibration.lexical_weights.values()) else None
 
     @classmethod
-    def load(cls, directory: str | Path) -> Classifier:
+    def load(cls, directory: str | Path, runtime: Runtime | str = Runtime.TORCH) -> Classifier:
         """Load a directory written by ``triage train``.
 
+        Args:
+            directory: the model directory.
+            runtime (Runtime | str, default torch): ``onnx-int8`` runs the encoder from the
+                directory's ``encoder.int8.onnx``.
+
         Raises:
-            ModelLoadError: files are missing or corrupt, or the labels file does not match
-                the model's heads (serving it would give wrong labels).
+            ModelLoadError: files are missing or corrupt, the labels file does not match
+                the model's heads (serving it would give wrong labels), or the ONNX graph the
+                runtime needs is missing or was exported from other weights.
         """
         directory = Path(directory)
+        if runtime not in set(Runtime):
+            raise ValueError(f"runtime must be one of {', '.join(Runtime)}, found {runtime!r}")
+        runtime = Runtime(runtime)
         schema = _check_directory(directory)
         try:
             model = TriageModel.from_pretrained(str(directory), use_safetensors=True)
@@ -105,7 +152,21 @@ class Classifier:
         tokenizer = LetterTokenizer.from_pretrained(directory, model.config.window_tokens,
                                                     model.config.window_stride)
         version = getattr(model.config, "model_version", None) or directory.name
-        return cls(model, tokenizer, version, schema)
+        encoder = None
+        if runtime is Runtime.ONNX_INT8:
+            try:
+                encoder = OnnxEncoder.load(directory / INT8_FILE,
+                                           file_sha256(directory / WEIGHTS_FILE))
+            except OnnxModelError as err:
+                raise ModelLoadError(f"model directory {directory}: {err}") from None
+        try:
+            lexical = LexicalHeads.load(directory, schema)
+        except (ValueError, KeyError, OSError, SafetensorError) as err:
+            raise ModelLoadError(f"model directory {directory}: lexical heads: {err}") from None
+        if lexical is None and any((model.config.calibration or {}).get("lexical_weights", {}).values()):
+            raise ModelLoadError(f"model directory {directory} was calibrated with lexical heads "
+                                 "but has no lexical.safetensors; restore it or retrain")
+        return cls(model, tokenizer, version, schema, encoder, runtime, lexical)
 
     @torch.inference_mode()
     def run(
@@ -119,10 +180,16 @@ class Classifier:
         vectors = np.zeros((len(texts), hidden), dtype=np.float32)
         batches = list(length_batches([len(t) for t in texts], batch_size))
         for batch in tqdm(batches, desc="letters", unit="batch", disable=not progress):
-            pooled = self.model.letter_vectors(self.tokenizer([texts[i] for i in batch]))
+            chunks = self.tokenizer([texts[i] for i in batch])
+            windows = self.encoder(chunks.input_ids, chunks.attention_mask, chunks.token_type_ids)
+            pooled = pool_windows(windows, chunks)
             for name, values in self.model.head_logits(pooled).items():
                 out[name][batch] = values.float().numpy()
             vectors[batch] = pooled[:, :hidden].float().numpy()
+        if self.lexical is not None:
+            weights = self.calibration.lexical_weights
+            for name, values in self.lexical.logits(list(texts)).items():
+                out[name] += weights.get(name, 0.0) * values
         return out, vectors
 
     def logits(

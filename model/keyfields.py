@@ -230,13 +230,19 @@ def _people(tokens: list[tuple[str, str]]) -> list[Person]:
     return list(dict.fromkeys(people))
 
 
+MAX_NUMBER_CHARS = 30  # longer digit runs are account or ID numbers, not amounts
+
+
 def chinese_number(text: str) -> float:
     """The value of a number written in digits or Chinese numerals ('八千五' → 8500).
 
     Raises:
-        ValueError: the text is not a number.
+        ValueError: the text is not a number, or is longer than ``MAX_NUMBER_CHARS``.
     """
     text = text.strip()
+    if len(text) > MAX_NUMBER_CHARS:  # also bounds the recursion below and keeps the value finite
+        raise ValueError(f"expected a number of at most {MAX_NUMBER_CHARS} characters, "
+                         f"found {len(text)} characters")
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return float(text)
     for big, factor in (("亿", BIG_UNITS["亿"]), ("万", BIG_UNITS["万"])):
@@ -277,14 +283,15 @@ def _amounts(text: str) -> list[Amount]:
         digits = number
         if approx == "几" and digits in {"十", "拾"}:
             low, high = 11.0, 19.0
-        elif approx == "几":
-            value = chinese_number(digits)
-            low, high = value + 1, value + 9 if value < 100 else value * 1.9
         else:
             try:
-                low = high = chinese_number(digits)
+                value = chinese_number(digits)
             except ValueError:
                 continue
+            if approx == "几":
+                low, high = value + 1, value + 9 if value < 100 else value * 1.9
+            else:
+                low = high = value
         factor = BIG_UNITS.get(big, 1)
         low, high = low * factor, high * factor
         upper = high if approx in {"几"} else (low * 1.5 if approx else None)

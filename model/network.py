@@ -24,6 +24,25 @@ from model.tokenisation import Chunks
 logger = logging.getLogger(__name__)
 
 
+def pool_windows(windows: torch.Tensor, chunks: Chunks) -> torch.Tensor:
+    """One vector per letter of ``chunks``: [mean, max] over its windows' vectors.
+
+    Args:
+        windows (Tensor): windows × hidden, in the order of ``chunks``.
+        chunks (Chunks): the batch the windows come from (which letter owns each window).
+
+    Returns:
+        letters × (2 · hidden).
+    """
+    index = chunks.chunk_to_letter.unsqueeze(-1).expand_as(windows)
+    shape = (chunks.num_letters, windows.shape[-1])
+    summed = windows.new_zeros(shape).index_add_(0, chunks.chunk_to_letter, windows)
+    counts = torch.bincount(chunks.chunk_to_letter, minlength=chunks.num_letters)
+    mean = summed / counts.clamp(min=1).unsqueeze(-1).to(windows.dtype)
+    high = windows.new_full(shape, float("-inf")).scatter_reduce(0, index, windows, "amax")
+    return torch.cat([mean, high], dim=-1)
+
+
 class TriageConfig(PreTrainedConfig):
     """Settings of a :class:`TriageModel`.
 
@@ -101,19 +120,22 @@ class TriageModel(PreTrainedModel):
         logger.info("encoder weights from %s", base_model)
         return model
 
+    def window_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       token_type_ids: torch.Tensor) -> torch.Tensor:
+        """The token-mean vector of each window (windows × hidden), padding left out.
+
+        This is the part an ONNX runtime replaces (``model.onnx_runtime``): tensors in and
+        out, no Python-side batch bookkeeping.
+        """
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids)
+        mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
     def letter_vectors(self, chunks: Chunks) -> torch.Tensor:
         """One vector per letter: [mean of windows, max of windows] of token-mean vectors."""
-        out = self.encoder(input_ids=chunks.input_ids, attention_mask=chunks.attention_mask,
-                           token_type_ids=chunks.token_type_ids)
-        mask = chunks.attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-        windows = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        index = chunks.chunk_to_letter.unsqueeze(-1).expand_as(windows)
-        shape = (chunks.num_letters, windows.shape[-1])
-        summed = windows.new_zeros(shape).index_add_(0, chunks.chunk_to_letter, windows)
-        counts = torch.bincount(chunks.chunk_to_letter, minlength=chunks.num_letters)
-        mean = summed / counts.clamp(min=1).unsqueeze(-1).to(windows.dtype)
-        high = windows.new_full(shape, float("-inf")).scatter_reduce(0, index, windows, "amax")
-        return torch.cat([mean, high], dim=-1)
+        windows = self.window_vectors(chunks.input_ids, chunks.attention_mask, chunks.token_type_ids)
+        return pool_windows(windows, chunks)
 
     def head_logits(self, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per head from letter vectors: (letters × labels), or (letters × 1) for a

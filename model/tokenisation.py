@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACES = re.compile(r"[ \t\u3000\xa0]+")
 _NEWLINES = re.compile(r"\s*\n\s*")
 
@@ -28,8 +28,8 @@ def normalise_text(text: str) -> str:
     full-width space) become one space, blank lines collapse, and the text is put in
     Unicode NFC form. Full-width punctuation is kept (the vocabulary has it).
     """
-    text = unicodedata.normalize("NFC", text)
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = unicodedata.normalize("NFC", text)  # after the drop: 'e\u200b\u0301' composes too
     text = _SPACES.sub(" ", text)
     return _NEWLINES.sub("\n", text).strip()
 

@@ -20,7 +20,7 @@ from serving.auth import Admin, AnyCaller
 from serving.engine import Engine
 from serving.keys import create_key, list_keys, revoke_key
 from serving.letters import export_records
-from serving.schemas import KeyIn, KeyOut, ModelOut, ReloadIn
+from serving.schemas import ErrorOut, KeyIn, KeyOut, ModelOut, ReloadIn, RowId
 from serving.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -77,14 +77,16 @@ async def model_summary(caller: AnyCaller, s: ServicesDep) -> ModelOut:
     return _model_out(s)
 
 
-@router.post("/v1/model:reload", response_model=ModelOut, tags=["model"])
+@router.post("/v1/model:reload", response_model=ModelOut, tags=["model"],
+             responses={422: {"model": ErrorOut, "description": "invalid request, or not reloaded"}})
 async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = None) -> ModelOut:
     """Load the model directory again (e.g. after ``triage retrain`` promoted a candidate) and
     switch to it between micro-batches: requests in flight finish on the old model."""
     directory = Path(given.model_dir) if given and given.model_dir else s.settings.model_dir
     try:
-        engine = await run_in_threadpool(Engine.load, directory, s.settings.review_threshold)
-    except (ModelLoadError, ValueError) as err:
+        engine = await run_in_threadpool(Engine.load, directory, s.settings.review_threshold,
+                                         s.settings.runtime)
+    except (ModelLoadError, ValueError, OSError) as err:  # OSError: e.g. a name too long
         raise HTTPException(422, f"model not reloaded, the old one keeps serving: {err}") from None
     if engine.classifier.schema != s.schema:
         raise HTTPException(422, f"model not reloaded: {directory} answers in other heads or labels "
@@ -96,7 +98,8 @@ async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = N
     return _model_out(s)
 
 
-@router.get("/v1/export", tags=["admin"])
+@router.get("/v1/export", tags=["admin"], response_class=StreamingResponse, responses={
+    200: {"content": {"application/x-ndjson": {}}, "description": "one JSON object per line"}})
 async def export(caller: Admin, s: ServicesDep) -> StreamingResponse:
     """Reviewed letters as training JSONL in the corpus format (id, title, text, one field per
     head, group, source): ``triage train --data`` reads it as it is."""
@@ -137,7 +140,7 @@ async def post_key(given: KeyIn, caller: Admin, s: ServicesDep) -> KeyOut:
 
 
 @router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["admin"])
-async def delete_key(key_id: int, caller: Admin, s: ServicesDep, request: Request) -> KeyOut:
+async def delete_key(key_id: RowId, caller: Admin, s: ServicesDep, request: Request) -> KeyOut:
     """Revoke a key: it stops working at once; its row stays for the audit trail."""
 
     def revoke() -> KeyOut | None:

@@ -60,7 +60,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings)
-        engine = Engine.load(settings.model_dir, settings.review_threshold)
+        engine = Engine.load(settings.model_dir, settings.review_threshold, settings.runtime)
         worker = ModelWorker(engine, settings.micro_batch, settings.max_pending)
         app.state.services = Services(settings, store, worker, Matters(store, engine.scorer), metrics)
         worker.start()

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from model.inference import Classifier
+from model.inference import Classifier, Runtime
 from model.keyfields import KeyFields, extract_key_fields
 from model.linking import LINKER_FILE, PairScorer
 
@@ -51,13 +51,14 @@ class Engine:
         self.linker_fitted = scorer is not None
 
     @classmethod
-    def load(cls, model_dir: Path, review_threshold: float | None = None) -> Engine:
+    def load(cls, model_dir: Path, review_threshold: float | None = None,
+             runtime: Runtime = Runtime.TORCH) -> Engine:
         """Load a model directory (raises ``ModelLoadError`` with the reason if it is unusable)."""
-        classifier = Classifier.load(model_dir)
+        classifier = Classifier.load(model_dir, runtime)
         linker = model_dir / LINKER_FILE
         scorer = PairScorer.load(linker) if linker.is_file() else None
-        logger.info("model %s loaded from %s (linker: %s)", classifier.version, model_dir,
-                    "fitted" if scorer else "default")
+        logger.info("model %s loaded from %s (runtime %s, linker: %s)", classifier.version, model_dir,
+                    runtime, "fitted" if scorer else "default")
         return cls(classifier, scorer, review_threshold)
 
     @property

@@ -18,7 +18,7 @@ from model.linking import Entry
 from serving.auth import Caller, Reader, Submitter
 from serving.engine import Analysis
 from serving.letters import letter_out, new_letter, sector_of
-from serving.schemas import BatchIn, BatchItemOut, BatchOut, LetterIn, LetterOut
+from serving.schemas import BatchIn, BatchItemOut, BatchOut, LetterIn, LetterOut, RowId
 from serving.services import Services, ServicesDep
 from serving.store import Letter, get_letter, get_letter_by_id
 
@@ -149,7 +149,7 @@ async def submit_batch(batch: BatchIn, caller: Submitter,
 
 
 @router.get("/letters/{letter_id}", response_model=LetterOut)
-async def read_letter(letter_id: int, request: Request, caller: Reader,
+async def read_letter(letter_id: RowId, request: Request, caller: Reader,
                       s: ServicesDep) -> LetterOut:
     """A stored letter with its text (intake keys see only the letters they submitted)."""
 

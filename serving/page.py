@@ -20,6 +20,7 @@ from serving.auth import COOKIE, Caller, identify
 from serving.keys import find_key
 from serving.letters import QueueFilter, current_labels, letter_out
 from serving.review import queue_filter, read_queue
+from serving.schemas import RowId
 from serving.services import Services, ServicesDep
 from serving.store import get_letter_by_id, reviews_of
 
@@ -123,7 +124,7 @@ def _letter_page(s: Services, letter_id: int) -> dict[str, Any] | None:
 
 
 @router.get("/letters/{letter_id}", response_class=HTMLResponse)
-async def letter_page(letter_id: int, request: Request, caller: PageCaller, s: ServicesDep) -> Response:
+async def letter_page(letter_id: RowId, request: Request, caller: PageCaller, s: ServicesDep) -> Response:
     if caller is None:
         return _login(request)
     context = await run_in_threadpool(_letter_page, s, letter_id)

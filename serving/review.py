@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +21,17 @@ from serving.letters import (
     review_letter,
     review_queue,
 )
-from serving.schemas import LetterOut, QueueItem, QueueOut, ReviewIn, ReviewOut
+from serving.schemas import (
+    MAX_ROW_ID,
+    ErrorOut,
+    LetterOut,
+    QueueItem,
+    QueueOut,
+    ReviewIn,
+    ReviewOut,
+    RowId,
+    StoredTime,
+)
 from serving.services import ServicesDep
 from serving.store import Letter, get_letter_by_id, reviews_of
 
@@ -33,13 +42,13 @@ def queue_filter(
     label: list[str] = Query(default=[], description="head:label, e.g. sector:campus_meals, repeat_cue:true"),
     min_confidence: float | None = Query(None, ge=0, le=1),
     max_confidence: float | None = Query(None, ge=0, le=1),
-    received_from: AwareDatetime | None = None,
-    received_to: AwareDatetime | None = None,
+    received_from: StoredTime | None = None,
+    received_to: StoredTime | None = None,
     include_reviewed: bool = False,
     all_letters: bool = Query(False, description="also letters the model was sure of"),
     sort: Literal["confidence", "-confidence", "received_at", "-received_at"] = "confidence",
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ROW_ID),
 ) -> QueueFilter:
     return QueueFilter(labels=label, min_confidence=min_confidence, max_confidence=max_confidence,
                        received_from=received_from, received_to=received_to,
@@ -70,8 +79,9 @@ def _letter_or_404(session: Session, letter_id: int) -> Letter:
     return letter
 
 
-@router.post("/letters/{letter_id}/review", response_model=LetterOut)
-async def post_review(letter_id: int, given: ReviewIn, caller: Reviewer, s: ServicesDep,
+@router.post("/letters/{letter_id}/review", response_model=LetterOut,
+             responses={422: {"model": ErrorOut, "description": "invalid request or labels"}})
+async def post_review(letter_id: RowId, given: ReviewIn, caller: Reviewer, s: ServicesDep,
                       request: Request) -> LetterOut:
     """Record a supervisor's labels (heads left out stay; the same labels confirm them).
     Every review is appended to the letter's audit trail, never rewritten."""
@@ -92,7 +102,7 @@ async def post_review(letter_id: int, given: ReviewIn, caller: Reviewer, s: Serv
 
 
 @router.get("/letters/{letter_id}/reviews", response_model=list[ReviewOut])
-async def get_reviews(letter_id: int, caller: Reviewer, s: ServicesDep) -> list[ReviewOut]:
+async def get_reviews(letter_id: RowId, caller: Reviewer, s: ServicesDep) -> list[ReviewOut]:
     """The letter's audit trail, oldest first: who, when, from → to, model version, comment."""
 
     def read() -> list[ReviewOut]:
@@ -105,7 +115,7 @@ async def get_reviews(letter_id: int, caller: Reviewer, s: ServicesDep) -> list[
 
 
 @router.get("/letters/{letter_id}/evidence")
-async def get_evidence(letter_id: int, caller: Reviewer, s: ServicesDep) -> list[dict[str, Any]]:
+async def get_evidence(letter_id: RowId, caller: Reviewer, s: ServicesDep) -> list[dict[str, Any]]:
     """For each label the model chose, the sentences of the letter that score it highest."""
 
     def find() -> list[dict[str, Any]]:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from serving.keys import Role
 
 EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$"
+MAX_ROW_ID = 2_147_483_647  # the store's INTEGER ids (PostgreSQL int4); larger ones overflow the driver
+
+
+def _has_utc_time(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time falls outside the years 1-9999 in UTC") from None
+    return value
+
+
+# times are stored in UTC: 0001-01-01T00:00+05:00 has no UTC time and is refused (422)
+StoredTime = Annotated[AwareDatetime, AfterValidator(_has_utc_time)]
+# letter and key ids in paths: out of range is a 422, not a driver overflow (500)
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+
+
+def _refuse_lone_surrogates(text: str, what: str) -> None:
+    """JSON may escape half a UTF-16 pair (\\ud800) where pydantic does not check it (dict
+    keys, some optional bodies): echoed in an error message it would break the answer."""
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise ValueError(f"{what} holds a lone UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode")
 
 
 class Complainant(BaseModel):
@@ -33,7 +55,7 @@ class LetterIn(BaseModel):
     external_id: str = Field(pattern=EXTERNAL_ID, description="1-200 of A-Z a-z 0-9 . _ : / -")
     text: str = Field(min_length=1, description="the letter's text (limit: settings.max_text_chars)")
     title: str | None = Field(None, max_length=500)
-    received_at: AwareDatetime | None = Field(
+    received_at: StoredTime | None = Field(
         None, description="when the office received it, with a time zone (default: now)")
     source: str | None = Field(None, max_length=100, description="e.g. 来信, 网络留言, 12345热线")
     complainant: Complainant | None = None
@@ -145,6 +167,13 @@ class ReviewIn(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
     comment: str | None = Field(None, max_length=2000)
 
+    @field_validator("labels")
+    @classmethod
+    def _heads_are_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for head in value:
+            _refuse_lone_surrogates(head, "a head name")
+        return value
+
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -174,3 +203,22 @@ class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_dir: str | None = Field(None, description="default: the configured model directory")
+
+    @field_validator("model_dir")
+    @classmethod
+    def _is_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            _refuse_lone_surrogates(value, "model_dir")
+        return value
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """An error answer: why, as a sentence, or for a request that fails validation, per field."""
+
+    detail: str | list[FieldError]

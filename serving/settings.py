@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.inference import Runtime
+
 
 class ServiceSettings(BaseSettings):
     """Settings of the triage service.
@@ -23,6 +25,8 @@ class ServiceSettings(BaseSettings):
     store_url: str = Field("sqlite:///var/letters.db",
                            description="SQLite file (embedded) or PostgreSQL URL (several replicas)")
     model_dir: Path = Field(Path("models/letters"), description="model directory written by triage train")
+    runtime: Runtime = Field(Runtime.TORCH, description="where the encoder runs: torch (fp32) or "
+                             "onnx-int8 (needs MODEL_DIR/encoder.int8.onnx from triage export-onnx)")
     review_threshold: float | None = Field(
         None, ge=0.0, le=1.01,
         description="letters with confidence below this go to review (default: the model's own)")

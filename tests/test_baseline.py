@@ -6,8 +6,9 @@ from collections.abc import Callable
 import pytest
 
 from model.labels import LabelSchema
+from model.lexical import jieba_words
 from tests.conftest import topic_letters
-from training.baseline import TfidfBaseline, jieba_words
+from training.baseline import TfidfBaseline
 from training.data import load_letters
 from training.evaluate import score_all
 

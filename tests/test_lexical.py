@@ -43,7 +43,7 @@ def test_mismatched_lexical_files_are_refused(schema: LabelSchema, tmp_path: Pat
     lexical, _ = _fit(schema)
     lexical.save(tmp_path)
     meta = json.loads((tmp_path / VOCABULARY_FILE).read_text(encoding="utf-8"))
-    meta["vocabulary"] = meta["vocabulary"][:-1]
+    meta["vocabularies"]["chars"] = meta["vocabularies"]["chars"][:-1]
     (tmp_path / VOCABULARY_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ValueError, match="do not match"):
         LexicalHeads.load(tmp_path, schema)
@@ -69,7 +69,7 @@ def test_the_classifier_blends_lexical_logits_and_refuses_a_missing_file(
     encoder_only = Classifier.load(directory)
     encoder_only.lexical = None
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    config["calibration"]["lexical_weight"] = 2.0
+    config["calibration"]["lexical_weights"] = {"sector": 2.0, "violations": 2.0, "repeat_cue": 2.0}
     (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
     both = Classifier.load(directory)
     texts = [r["text"] for r in rows[:4]]

@@ -15,31 +15,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import jieba
 import numpy as np
 from datasets import Dataset
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 from model.labels import Head, LabelSchema
+from model.lexical import BLOCKS, ngram_vectorizer
 from training.evaluate import indicator
 
 logger = logging.getLogger(__name__)
-jieba.setLogLevel(logging.WARNING)
-
-
-def jieba_words(text: str) -> list[str]:
-    """Words of a Chinese text by jieba, whitespace dropped."""
-    return [w for w in jieba.lcut(text) if w.strip()]
 
 
 def _features() -> FeatureUnion:
-    words = TfidfVectorizer(tokenizer=jieba_words, token_pattern=None, lowercase=False,
-                            ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    chars = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
-    return FeatureUnion([("words", words), ("chars", chars)])
+    return FeatureUnion([(block, ngram_vectorizer(block, min_df=2, sublinear_tf=True)) for block in BLOCKS])
 
 
 def _classifier(head: Head) -> Any:

@@ -1,5 +1,5 @@
-"""The ``triage`` command line: corpus checks, baseline, training, evaluation, prediction and
-case linking."""
+"""The ``triage`` command line: corpus checks, baseline, training, evaluation, prediction,
+ONNX export and case linking."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Annotated
 import datasets
 import typer
 
-from model.inference import Classifier, ModelLoadError
+from model.inference import WEIGHTS_FILE, Classifier, ModelLoadError, Runtime, file_sha256
 from model.labels import LabelSchema, LabelSchemaError
-from model.linking import LINKER_FILE, PairScorer
+from model.linking import LINK_PRECISION, LINKER_FILE, PairScorer
+from model.onnx_runtime import OnnxModelError, export_onnx
 from serving import cli as serving_cli
 from training.baseline import TfidfBaseline
 from training.corpus import check_corpus, format_report
@@ -39,6 +40,8 @@ app.command("serve")(serving_cli.serve)
 app.command("export")(serving_cli.export)
 
 LabelsOption = Annotated[Path, typer.Option("--labels", help="labels file (heads and text fields)")]
+RuntimeOption = Annotated[Runtime, typer.Option(
+    help="where the encoder runs: torch (fp32) or onnx-int8 (after 'triage export-onnx')")]
 
 
 def _data_files(paths: list[Path]) -> list[Path]:
@@ -176,6 +179,8 @@ def train_command(
     review_target: float = 0.95,
     seed: int = 42,
     skip_invalid: Annotated[bool, typer.Option(help="skip bad rows and report them")] = False,
+    lexical: Annotated[bool, typer.Option(
+        help="blend in character n-gram heads, weighted on the validation split")] = True,
 ) -> None:
     """Fine-tune the encoder with one head per labels-file head, calibrate, and save."""
     try:
@@ -184,7 +189,7 @@ def train_command(
             max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
             window_tokens=window_tokens, window_stride=window_stride,
             validation_fraction=validation_fraction, patience=patience, train_windows=train_windows,
-            review_target=review_target, seed=seed, skip_invalid=skip_invalid)
+            review_target=review_target, seed=seed, skip_invalid=skip_invalid, lexical=lexical)
         record = train(args)
     except (LabelSchemaError, DataError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
@@ -201,10 +206,11 @@ def predict(
     output: Annotated[Path, typer.Option(help="JSONL answers, one line per input letter")],
     batch_size: int = 32,
     skip_invalid: Annotated[bool, typer.Option(help="skip bad rows and report them")] = False,
+    runtime: RuntimeOption = Runtime.TORCH,
 ) -> None:
     """Predict every head for each letter of a file."""
     try:
-        classifier = Classifier.load(model)
+        classifier = Classifier.load(model, runtime)
         dataset, report = load_letters([input_path], classifier.schema, require_labels=False,
                                        skip_invalid=skip_invalid)
     except (ModelLoadError, DataError) as err:
@@ -223,15 +229,17 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Option(help="model directory")],
     data: Annotated[Path, typer.Option(help="labelled evaluation file (never trained on)")],
-    out: Annotated[Path | None, typer.Option(help="report folder; default "
-                                             "MODEL/evaluations/<data file name>")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="report folder; default MODEL/evaluations/<data file name>, with -<runtime> "
+             "appended for a runtime other than torch")] = None,
     baseline_train: Annotated[list[Path] | None, typer.Option(
         help="train the TF-IDF baseline on these files; default: the model's training data")] = None,
     baseline: Annotated[bool, typer.Option(help="score the TF-IDF baseline side by side")] = True,
+    runtime: RuntimeOption = Runtime.TORCH,
 ) -> None:
     """Score a model on a labelled file: report.json, report.md, charts; update the model card."""
     try:
-        classifier = Classifier.load(model)
+        classifier = Classifier.load(model, runtime)
         dataset, _ = load_letters([data], classifier.schema)
         baseline_predictions = None
         if baseline:
@@ -243,7 +251,8 @@ def evaluate(
     except (ModelLoadError, DataError, LabelSchemaError, OSError, ValueError) as err:
         raise _fail(str(err)) from None
     evaluation = evaluate_classifier(classifier, dataset, baseline_predictions)
-    target = out or model / EVALUATIONS / data.stem
+    name = data.stem if runtime is Runtime.TORCH else f"{data.stem}-{runtime}"
+    target = out or model / EVALUATIONS / name
     report = write_evaluation(evaluation, classifier.schema, target, str(data))
     write_model_card(model)
     for key, value in headline(evaluation["heads"]).items():
@@ -254,17 +263,35 @@ def evaluate(
                f"kept letters right {(review['kept_accuracy'] or 0):.1%}; report {report}")
 
 
+@app.command("export-onnx")
+def export_onnx_command(
+    model: Annotated[Path, typer.Option(help="model directory (the graphs are written into it)")],
+) -> None:
+    """Export the encoder to MODEL/encoder.onnx and its int8 quantisation to
+    MODEL/encoder.int8.onnx (for --runtime onnx-int8)."""
+    try:
+        classifier = Classifier.load(model)
+        paths = export_onnx(classifier.model, classifier.tokenizer, model,
+                            file_sha256(model / WEIGHTS_FILE))
+    except (ModelLoadError, OnnxModelError) as err:
+        raise _fail(str(err)) from None
+    for path in paths:
+        typer.echo(f"{path} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
 @app.command("fit-linker")
 def fit_linker(
     model: Annotated[Path, typer.Option(help="model directory (its vectors feed the linker)")],
     data: Annotated[list[Path], typer.Option(help="letters with 'group' fields, e.g. data/")],
+    precision: Annotated[float, typer.Option(
+        help="links must be right this often on the training pairs")] = LINK_PRECISION,
 ) -> None:
     """Fit the same-matter pair scorer on grouped letters; writes MODEL/linking.json."""
     try:
         classifier = Classifier.load(model)
         dataset, _ = load_letters(_data_files(data), classifier.schema, require_labels=False)
         entries = entries_for(dataset, classifier)
-        scorer = fit_scorer(entries, dataset["group"])
+        scorer = fit_scorer(entries, dataset["group"], precision)
     except (ModelLoadError, DataError, ValueError) as err:
         raise _fail(str(err)) from None
     scorer.save(model / LINKER_FILE)

@@ -117,6 +117,10 @@ def _read_jsonl(path: Path, errors: list[RowError]) -> Iterator[RawRow]:
             errors.append(RowError(str(path), number, "(row)", "one JSON object per line",
                                    f"invalid JSON ({err.msg} at column {err.colno})"))
             continue
+        except RecursionError:
+            errors.append(RowError(str(path), number, "(row)", "one JSON object per line",
+                                   "JSON nested too deeply to read"))
+            continue
         if not isinstance(value, dict):
             errors.append(RowError(str(path), number, "(row)", "a JSON object",
                                    f"a JSON {type(value).__name__}"))
@@ -128,20 +132,25 @@ def _read_csv(path: Path, errors: list[RowError]) -> Iterator[RawRow]:
     decoded = _decode_lines(path, errors)
     bad_lines = {e.line for e in errors if e.file == str(path)}
     reader = csv.DictReader(io.StringIO("\n".join(text for _, text in decoded)))
-    width = len(reader.fieldnames or [])
-    start = 2
-    for row in reader:
-        end = reader.line_num
-        if bad_lines.intersection(range(start, end + 1)):
+    start = 1
+    try:
+        width = len(reader.fieldnames or [])
+        start = 2
+        for row in reader:
+            end = reader.line_num
+            if bad_lines.intersection(range(start, end + 1)):
+                start = end + 1
+                continue
+            if None in row:
+                errors.append(RowError(str(path), start, "(row)", f"{width} columns as in the header",
+                                       f"{width + len(row[None])}"))
+            else:
+                yield RawRow(str(path), start, {k: (v if v != "" else None) for k, v in row.items()},
+                             from_csv=True)
             start = end + 1
-            continue
-        if None in row:
-            errors.append(RowError(str(path), start, "(row)", f"{width} columns as in the header",
-                                   f"{width + len(row[None])}"))
-        else:
-            yield RawRow(str(path), start, {k: (v if v != "" else None) for k, v in row.items()},
-                         from_csv=True)
-        start = end + 1
+    except csv.Error as err:  # e.g. a quote never closed: the rest of the file is one huge cell
+        errors.append(RowError(str(path), start, "(row)", "a CSV row",
+                               f"{err}; the rest of the file was not read"))
 
 
 def read_rows(path: str | Path, errors: list[RowError]) -> Iterator[RawRow]:
@@ -180,7 +189,7 @@ def _csv_list(value: str | None) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return value
     return [part.strip() for part in text.replace("|", ";").split(";") if part.strip()]
 
@@ -203,6 +212,11 @@ def _check_binary(head: Head, value: Any) -> tuple[Any, Problem]:
 CHECKS = {"single": _check_single, "multi": _check_multi, "binary": _check_binary}
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    """JSON may escape half of a UTF-16 pair (\\ud800), which no UTF-8 text (nor Arrow) can hold."""
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
 def check_row(
     row: RawRow, schema: LabelSchema, *, require_labels: bool
 ) -> tuple[dict[str, Any] | None, list[RowError]]:
@@ -220,6 +234,9 @@ def check_row(
         if values.get(name) is not None and not isinstance(values[name], str):
             found = f"{type(values[name]).__name__} {_short(values[name])}"
             problem(name, "a string or null", found)
+    for name in ("id", *schema.text_fields, "group"):
+        if isinstance(values.get(name), str) and _has_lone_surrogate(values[name]):
+            problem(name, "Unicode text", "a lone UTF-16 surrogate (\\ud800-\\udfff); re-export the file")
     text = schema.join_text({k: v for k, v in values.items() if isinstance(v, str)})
     if not text.strip():
         problem("/".join(schema.text_fields), "non-empty text", "empty or whitespace-only text")

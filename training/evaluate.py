@@ -131,7 +131,7 @@ def evaluate_classifier(
     """Score a trained classifier (and optionally the baseline's predictions) on a dataset.
 
     Returns:
-        ``{"letters", "model_version", "heads": {name: scores + calibration},
+        ``{"letters", "model_version", "runtime", "heads": {name: scores + calibration},
         "review": ..., "baseline": {name: scores} | None, "predictions": [...]}``.
     """
     schema = classifier.schema
@@ -154,6 +154,7 @@ def evaluate_classifier(
     return {
         "letters": len(texts),
         "model_version": classifier.version,
+        "runtime": str(classifier.runtime),
         "heads": heads,
         "review": review_scores(answers, all_right, classifier.calibration.review_threshold),
         "review_target": classifier.calibration.review_target,

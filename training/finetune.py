@@ -213,6 +213,11 @@ def uncalibrated_headline(
     return headline(score_all(schema, {n: dataset[n] for n in schema.heads}, predicted))
 
 
+def head_scores(headline_scores: dict[str, float]) -> dict[str, float]:
+    """Per head, the figure :func:`selection_score` averages (macro-F1 or F1)."""
+    return {k.split(".")[0]: v for k, v in headline_scores.items() if k.endswith((".macro_f1", ".f1"))}
+
+
 def selection_score(headline_scores: dict[str, float]) -> float:
     """The figure that picks the best epoch: the mean of each head's macro-F1 (``single``,
     ``multi``) or F1 (``binary``). Loss is not used: it rises as outputs grow confident
@@ -308,15 +313,15 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         raise RuntimeError("no epoch ran: check epochs and max_steps")
     _, best_epoch, best_weights, val_logits = best
     model.load_state_dict(best_weights)  # its validation logits are reused for calibration
-    lexical, lexical_weight, lexical_scores = None, 0.0, {}
+    lexical, lexical_weights, lexical_scores = None, {}, {}
     if args.lexical:
-        lexical, lexical_weight, lexical_scores = blend_lexical(
+        lexical, lexical_weights, lexical_scores = blend_lexical(
             schema, train_set, train_gold, val_set, val_logits,
-            lambda logits: selection_score(uncalibrated_headline(schema, logits, val_set)))
+            lambda logits: head_scores(uncalibrated_headline(schema, logits, val_set)))
         if lexical is not None:
-            val_logits = blended(val_logits, lexical.logits(list(val_set["text"])), lexical_weight)
+            val_logits = blended(val_logits, lexical.logits(list(val_set["text"])), lexical_weights)
     calibration = calibrate(schema, val_logits, val_gold, args.review_target)
-    calibration.lexical_weight = lexical_weight
+    calibration.lexical_weights = lexical_weights
     record = {
         "arguments": json.loads(json.dumps(asdict(args), default=str)),
         "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
@@ -327,8 +332,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                          for name, head in schema.heads.items()},
         "history": history,
         "best_epoch": best_epoch,
-        "lexical": {"weight": lexical_weight, "validation_scores": {str(w): round(v, 4)
-                                                                    for w, v in lexical_scores.items()}},
+        "lexical": {"weights": lexical_weights, "validation_scores": {
+            head: {str(w): round(v, 4) for w, v in by_weight.items()}
+            for head, by_weight in lexical_scores.items()}},
         "calibration": calibration.to_dict(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},

@@ -244,9 +244,9 @@ def write_model_card(directory: Path) -> Path:
         f"Kept: epoch {run.get('best_epoch', '?')} (best validation score).",
         "",
         "Lexical heads (character 1-3-gram TF-IDF, one logistic layer per head, fitted on the "
-        "training split) add their logits with weight "
-        f"{calibration.get('lexical_weight', 0.0):g}, chosen on the validation split "
-        "(0: the encoder alone).",
+        "training split) add their logits with these weights, chosen per head on the "
+        "validation split (0: the encoder alone): " + (", ".join(
+            f"{head} {w:g}" for head, w in calibration.get("lexical_weights", {}).items()) or "none") + ".",
         "",
         "## Calibration and review",
         "",
