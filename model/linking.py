@@ -125,9 +125,12 @@ class WordFrequencies:
         return sum(self.idf(w) for w in a & b) / sum(self.idf(w) for w in union)
 
 
-def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None) -> np.ndarray:
-    """Features of a pair of letters, in the order of :data:`FEATURES`."""
-    cosine = float(a.vector @ b.vector) if a.vector is not None and b.vector is not None else 0.0
+def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None,
+                  use_vectors: bool = True) -> np.ndarray:
+    """Features of a pair of letters, in the order of :data:`FEATURES` (the cosine is 0
+    without both vectors, or when ``use_vectors`` is False)."""
+    cosine = (float(a.vector @ b.vector)
+              if use_vectors and a.vector is not None and b.vector is not None else 0.0)
     frequencies = frequencies or WordFrequencies()
     return np.array([
         cosine,
@@ -155,11 +158,14 @@ class PairScorer:
     Args:
         weights: one weight per feature of :data:`FEATURES` (the last is the bias).
         threshold (float, default 0.5): probability at or above which a pair is a link.
+        use_vectors (bool, default True): letter vectors propose candidates and give the
+            cosine feature; False links on key fields and wording alone.
     """
 
     weights: list[float] = field(
         default_factory=lambda: [6.0, 4.0, 6.0, 2.0, 0.5, 2.0, 1.0, 1.0, -10.0])
     threshold: float = 0.5
+    use_vectors: bool = True
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
@@ -173,14 +179,15 @@ class PairScorer:
         return 1.0 / (1.0 + np.exp(-(np.atleast_2d(features) @ np.asarray(self.weights))))
 
     @classmethod
-    def fit(cls, features: np.ndarray, same: np.ndarray, precision: float = LINK_PRECISION) -> PairScorer:
+    def fit(cls, features: np.ndarray, same: np.ndarray, precision: float = LINK_PRECISION,
+            use_vectors: bool = True) -> PairScorer:
         """Fit the weights on labelled pairs (``same``: 1 for one matter, 0 otherwise), then
         take the lowest threshold whose links are right at least ``precision`` of the time
         on those pairs (linking the wrong letters costs more than missing a link)."""
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=5000).fit(features, same)
-        scorer = cls(weights=[float(w) for w in model.coef_[0]])
+        scorer = cls(weights=[float(w) for w in model.coef_[0]], use_vectors=use_vectors)
         scores = scorer.probability(features)
         order = np.argsort(-scores, kind="stable")
         kept_precision = np.cumsum(same[order]) / np.arange(1, len(order) + 1)
@@ -190,7 +197,8 @@ class PairScorer:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"features": list(FEATURES), "weights": self.weights,
-                                    "threshold": self.threshold}, indent=2), encoding="utf-8")
+                                    "threshold": self.threshold, "use_vectors": self.use_vectors},
+                                   indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> PairScorer:
@@ -198,7 +206,8 @@ class PairScorer:
         if data.get("features") != list(FEATURES):
             raise ValueError(f"{path}: scorer features {data.get('features')} differ from this "
                              f"code's {list(FEATURES)}; refit it with 'triage fit-linker'")
-        return cls(weights=data["weights"], threshold=data["threshold"])
+        return cls(weights=data["weights"], threshold=data["threshold"],
+                   use_vectors=data.get("use_vectors", True))
 
 
 @dataclass
@@ -255,7 +264,7 @@ class MatterIndex:
         for key in entry.local_places | entry.names:
             self.postings[key].add(entry.letter_id)
         self.frequencies.add(entry.words)
-        if entry.vector is not None:
+        if entry.vector is not None and self.scorer.use_vectors:
             self._ids.append(entry.letter_id)
             self._pending.append(entry.vector)
 
@@ -273,7 +282,7 @@ class MatterIndex:
             if len(self.postings[key]) <= 200:  # a very common key says little
                 found |= self.postings[key]
         matrix = self._matrix()
-        if entry.vector is not None and len(matrix):
+        if entry.vector is not None and self.scorer.use_vectors and len(matrix):
             similarity = matrix @ entry.vector
             k = min(self.top_k, len(similarity))
             for i in np.argpartition(-similarity, k - 1)[:k]:
@@ -289,7 +298,8 @@ class MatterIndex:
         ids = sorted(self.candidates(entry))
         if not ids:
             return Decision([], uuid.uuid4().hex)
-        features = np.vstack([pair_features(entry, self.entries[i], self.frequencies) for i in ids])
+        features = np.vstack([pair_features(entry, self.entries[i], self.frequencies, self.scorer.use_vectors)
+                              for i in ids])
         scores = self.scorer.probability(features)
         links = [Link(i, round(float(s), 4), shared_fields(entry, self.entries[i]))
                  for i, s in zip(ids, scores, strict=True) if s >= self.scorer.threshold]

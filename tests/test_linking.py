@@ -43,6 +43,18 @@ def test_hard_negative_with_the_same_official_is_not_linked() -> None:
     assert decision.matter_id not in {"matter-1", "matter-2"}
 
 
+def test_a_scorer_without_vectors_ignores_them(tmp_path) -> None:  # noqa: ANN001
+    scorer = PairScorer(weights=SCORER.weights, use_vectors=False)
+    index = MatterIndex(scorer=scorer, top_k=1)
+    a = Entry("a", "甲乙丙丁", extract_key_fields("甲乙丙丁"), vector=np.array([1.0, 0.0]))
+    index.add(a, "m-a")
+    query = Entry("q", "壬癸子丑", extract_key_fields("壬癸子丑"), vector=np.array([1.0, 0.0]))
+    assert index.candidates(query) == set()
+    assert pair_features(query, a, use_vectors=False)[0] == 0.0
+    scorer.save(tmp_path / "linking.json")
+    assert PairScorer.load(tmp_path / "linking.json").use_vectors is False
+
+
 def test_letters_outside_the_time_window_are_not_candidates() -> None:
     index = MatterIndex(scorer=SCORER, window_days=30)
     index.add(_entry("a", FIRST, "rural_collective_assets"), "matter-1")

@@ -167,10 +167,10 @@ def train_command(
     labels: LabelsOption = DEFAULT_LABELS,
     base_model: Annotated[str, typer.Option(help="local directory or hub id of the encoder")] = str(
         DEFAULT_BASE_MODEL),
-    epochs: int = 4,
+    epochs: int = 3,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
     batch_size: int = 16,
-    learning_rate: float = 5e-5,
+    learning_rate: float = 2e-4,
     window_tokens: int = 256,
     window_stride: int = 64,
     validation_fraction: float = 0.15,
@@ -285,13 +285,15 @@ def fit_linker(
     data: Annotated[list[Path], typer.Option(help="letters with 'group' fields, e.g. data/")],
     precision: Annotated[float, typer.Option(
         help="links must be right this often on the training pairs")] = LINK_PRECISION,
+    vectors: Annotated[bool, typer.Option(
+        help="also use the classifier's letter vectors (candidates and a cosine feature)")] = False,
 ) -> None:
     """Fit the same-matter pair scorer on grouped letters; writes MODEL/linking.json."""
     try:
         classifier = Classifier.load(model)
         dataset, _ = load_letters(_data_files(data), classifier.schema, require_labels=False)
         entries = entries_for(dataset, classifier)
-        scorer = fit_scorer(entries, dataset["group"], precision)
+        scorer = fit_scorer(entries, dataset["group"], precision, vectors)
     except (ModelLoadError, DataError, ValueError) as err:
         raise _fail(str(err)) from None
     scorer.save(model / LINKER_FILE)

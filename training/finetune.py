@@ -58,9 +58,9 @@ class TrainingArguments:
         out (Path): the model directory to write.
         labels (Path, default labels.yaml): the label schema.
         base_model (str): a local directory or a hub id of a BERT-style encoder.
-        epochs (int, default 4): passes over the training split (early stopping may end sooner).
+        epochs (int, default 3): passes over the training split (early stopping may end sooner).
         max_steps (int | None): stop after this many optimiser steps (for smoke runs).
-        batch_size (int, default 16), learning_rate (float, default 5e-5),
+        batch_size (int, default 16), learning_rate (float, default 2e-4),
         head_learning_rate (float, default 1e-3): the heads start from scratch and learn faster.
         weight_decay (float, default 0.01), warmup_ratio (float, default 0.06).
         window_tokens (int, default 256), window_stride (int, default 64): encoder windows.
@@ -81,10 +81,10 @@ class TrainingArguments:
     out: Path
     labels: Path = Path("labels.yaml")
     base_model: str = ".cache/base-models/m3e-small"
-    epochs: int = 4
+    epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 16
-    learning_rate: float = 5e-5
+    learning_rate: float = 2e-4
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06

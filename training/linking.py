@@ -39,15 +39,15 @@ def entries_for(dataset: Dataset, classifier: Classifier | None) -> list[Entry]:
 
 
 def candidate_pairs(
-    entries: Sequence[Entry], groups: Sequence[str | None]
+    entries: Sequence[Entry], groups: Sequence[str | None], use_vectors: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every (letter, earlier candidate) pair the index proposes."""
     group_of = {e.letter_id: g for e, g in zip(entries, groups, strict=True)}
-    index = MatterIndex()
+    index = MatterIndex(scorer=PairScorer(use_vectors=use_vectors))
     rows, labels = [], []
     for entry in entries:
         for other in sorted(index.candidates(entry)):
-            rows.append(pair_features(entry, index.entries[other], index.frequencies))
+            rows.append(pair_features(entry, index.entries[other], index.frequencies, use_vectors))
             labels.append(int(group_of[entry.letter_id] is not None
                               and group_of[entry.letter_id] == group_of[other]))
         index.add(entry, entry.letter_id)
@@ -55,14 +55,16 @@ def candidate_pairs(
 
 
 def fit_scorer(entries: Sequence[Entry], groups: Sequence[str | None],
-               precision: float = LINK_PRECISION) -> PairScorer:
+               precision: float = LINK_PRECISION, use_vectors: bool = False) -> PairScorer:
     """A pair scorer fitted on the candidate pairs of letters with known groups; its threshold
-    keeps links right ``precision`` of the time on those pairs."""
-    features, labels = candidate_pairs(entries, groups)
+    keeps links right ``precision`` of the time on those pairs. Vectors are off by default:
+    the classifier's vectors are close for any two letters of one sector, and with them the
+    dev-set recall fell (docs/linking.md)."""
+    features, labels = candidate_pairs(entries, groups, use_vectors)
     if labels.sum() == 0:
         raise ValueError("fitting the linker needs letters that share a group; found no such pair")
     logger.info("fitting the linker on %d candidate pairs (%d positive)", len(labels), labels.sum())
-    return PairScorer.fit(features, labels, precision)
+    return PairScorer.fit(features, labels, precision, use_vectors)
 
 
 def _pairs(clusters: dict[str, str]) -> set[tuple[str, str]]:
