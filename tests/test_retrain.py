@@ -4,6 +4,7 @@ promote only a candidate that is no worse on every head, reload without a restar
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def test_no_worse_allows_the_tolerance() -> None:
 
 @pytest.mark.parametrize(("tolerance", "promoted"), [(1.0, True), (-1.0, False)])
 def test_review_export_retrain_promote_reload(tiny_model: Path, tiny_base: Path, tmp_path: Path,
-                                              tolerance: float, promoted: bool) -> None:
+                                              tolerance: float, promoted: bool,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     live = tmp_path / "live"
     shutil.copytree(tiny_model, live)
     corpus = tmp_path / "corpus.jsonl"
@@ -38,6 +40,7 @@ def test_review_export_retrain_promote_reload(tiny_model: Path, tiny_base: Path,
                   json={"labels": {"sector": "funeral_services", "violations": ["illegal_fees"]}})
     old_version = s.client.get("/v1/model", headers=s.as_role("admin")).json()["version"]
 
+    caplog.set_level(logging.DEBUG)
     result = CliRunner().invoke(app, [
         "retrain", "--store", store_url, "--model", str(live), "--out", str(tmp_path / "candidate"),
         "--base-data", str(corpus), "--eval", str(corpus), "--base-model", str(tiny_base),
@@ -66,3 +69,5 @@ def test_review_export_retrain_promote_reload(tiny_model: Path, tiny_base: Path,
                           json={"external_id": "R-2", "text": "学校食堂饭菜有问题。"})
     assert after.status_code == 201 and after.json()["model_version"] == reloaded["version"]
     service.close()
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "candidate" in logged and "殡仪馆的骨灰盒" not in logged and "火化费用" not in logged
