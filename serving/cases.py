@@ -8,7 +8,6 @@ import logging
 import threading
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.keyfields import KeyFields
@@ -36,12 +35,7 @@ def entry_from_letter(letter: Letter) -> Entry:
 
 def rebuild_index(store: Store, scorer: PairScorer | None = None) -> MatterIndex:
     """A linking index holding every stored letter under its stored matter id."""
-    index = MatterIndex(scorer=scorer)
-    with store.session() as session:
-        for letter in letters_for_index(session):
-            index.add(entry_from_letter(letter), letter.matter_id)
-    logger.info("linking index rebuilt with %d letters", len(index))
-    return index
+    return Matters(store, scorer).index
 
 
 class Matters:
@@ -53,13 +47,15 @@ class Matters:
 
     def __init__(self, store: Store, scorer: PairScorer | None) -> None:
         self.lock = threading.Lock()
-        self.index = rebuild_index(store, scorer)
+        self.index = MatterIndex(scorer=scorer)
+        self.last_id = 0
         with store.session() as session:
-            self.last_id = session.scalar(select(Letter.id).order_by(Letter.id.desc()).limit(1)) or 0
+            self.catch_up(session)
+        logger.info("linking index built with %d letters", len(self.index))
 
     def catch_up(self, session: Session) -> None:
         """Index letters stored since the last look (by this or another replica)."""
-        for letter in session.scalars(select(Letter).where(Letter.id > self.last_id).order_by(Letter.id)):
+        for letter in letters_for_index(session, after=self.last_id):
             self.index.add(entry_from_letter(letter), letter.matter_id)
             self.last_id = letter.id
 

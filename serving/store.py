@@ -254,9 +254,10 @@ def get_letter_by_id(session: Session, *, letter_id: int) -> Letter | None:
     return session.get(Letter, letter_id)
 
 
-def letters_for_index(session: Session, *, batch_size: int = 2000) -> Iterator[Letter]:
-    """Every stored letter in arrival order (to rebuild the linking index at start-up)."""
-    last = 0
+def letters_for_index(session: Session, *, after: int = 0, batch_size: int = 2000) -> Iterator[Letter]:
+    """Stored letters with ids above ``after``, in arrival order, read in batches (to build
+    the linking index at start-up and keep it in step)."""
+    last = after
     while True:
         rows: Sequence[Letter] = session.scalars(
             select(Letter).where(Letter.id > last).order_by(Letter.id).limit(batch_size)).all()
