@@ -223,7 +223,8 @@ class Classifier:
                                                 for label, v in zip(head.label_ids, p[i], strict=True)}
         for answer, conf in zip(answers, confidence, strict=True):
             answer["confidence"] = round(float(conf), 4)
-            answer["needs_review"] = bool(conf < self.calibration.review_threshold)
+            # decided on the confidence as reported, so that an answer never contradicts itself
+            answer["needs_review"] = bool(answer["confidence"] < self.calibration.review_threshold)
             answer["model_version"] = self.version
         return answers
 

@@ -24,6 +24,7 @@ import math
 import re
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,11 @@ LINKER_FILE = "linking.json"  # the fitted scorer, saved in the model directory 
 SHINGLE = 3
 NUM_PERM = 64
 BROAD_SUFFIXES = ("省", "市", "县", "区")  # too coarse to tell matters apart
+# a place or name in more than this share of the stored letters (and in more than
+# COMMON_MIN of them) tells matters apart no better than chance: a city every message of
+# a regional board names ('A市'), or the official all letters are addressed to ('胡书记')
+COMMON_SHARE = 0.01
+COMMON_MIN = 20
 FEATURES = ("cosine", "jaccard", "idf_overlap", "shared_local_places", "shared_broad_places",
             "shared_names", "shared_amounts", "same_sector", "bias")
 _SPACE = re.compile(r"\s+")
@@ -104,15 +110,22 @@ def _shared_amounts(a: Entry, b: Entry) -> list[float]:
 
 
 class WordFrequencies:
-    """Document frequencies of content words over the letters seen so far."""
+    """Document frequencies of content words, places and names over the letters seen so far."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.keys: Counter[str] = Counter()
         self.documents = 0
 
-    def add(self, words: frozenset[str]) -> None:
+    def add(self, words: frozenset[str], keys: Iterable[str] = ()) -> None:
         self.counts.update(words)
+        self.keys.update(keys)
         self.documents += 1
+
+    def rare(self, keys: set[str]) -> set[str]:
+        """The places or names among ``keys`` that are not common in the letters seen."""
+        limit = max(COMMON_MIN, COMMON_SHARE * self.documents)
+        return {k for k in keys if self.keys[k] <= limit}
 
     def idf(self, word: str) -> float:
         return math.log((self.documents + 1) / (self.counts[word] + 1)) + 1.0
@@ -132,13 +145,14 @@ def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None
     cosine = (float(a.vector @ b.vector)
               if use_vectors and a.vector is not None and b.vector is not None else 0.0)
     frequencies = frequencies or WordFrequencies()
+    rare = frequencies.rare
     return np.array([
         cosine,
         a.signature.jaccard(b.signature),
         frequencies.overlap(a.words, b.words),
-        min(len(a.local_places & b.local_places), 3),
-        min(len(a.broad_places & b.broad_places), 2),
-        min(len(a.names & b.names), 2),
+        min(len(rare(a.local_places & b.local_places)), 3),
+        min(len(rare(a.broad_places & b.broad_places)), 2),
+        min(len(rare(a.names & b.names)), 2),
         min(len(_shared_amounts(a, b)), 2),
         float(a.sector is not None and a.sector == b.sector),
         1.0,
@@ -263,7 +277,7 @@ class MatterIndex:
         self.lsh.insert(entry.letter_id, entry.signature)
         for key in entry.local_places | entry.names:
             self.postings[key].add(entry.letter_id)
-        self.frequencies.add(entry.words)
+        self.frequencies.add(entry.words, entry.local_places | entry.broad_places | entry.names)
         if entry.vector is not None and self.scorer.use_vectors:
             self._ids.append(entry.letter_id)
             self._pending.append(entry.vector)

@@ -20,7 +20,7 @@ from serving.auth import Admin, AnyCaller
 from serving.engine import Engine
 from serving.keys import create_key, list_keys, revoke_key
 from serving.letters import export_records
-from serving.schemas import ErrorOut, KeyIn, KeyOut, ModelOut, ReloadIn, RowId
+from serving.schemas import API_ERRORS, POST_ERRORS, KeyIn, KeyOut, ModelOut, ReloadIn, RowId, error_responses
 from serving.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ async def metrics(s: ServicesDep) -> PlainTextResponse:
     return PlainTextResponse(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/labels", tags=["model"])
+@router.get("/v1/labels", tags=["model"], responses=API_ERRORS)
 async def labels(caller: AnyCaller, s: ServicesDep) -> dict[str, object]:
     """The label schema the model answers in (heads, label ids, Chinese names, departments)."""
     return s.schema.to_dict()
@@ -71,14 +71,14 @@ def _model_out(s: Services) -> ModelOut:
                     linker="fitted" if engine.linker_fitted else "default")
 
 
-@router.get("/v1/model", response_model=ModelOut, tags=["model"])
+@router.get("/v1/model", response_model=ModelOut, tags=["model"], responses=API_ERRORS)
 async def model_summary(caller: AnyCaller, s: ServicesDep) -> ModelOut:
     """The model in service: version, heads, calibration, linker."""
     return _model_out(s)
 
 
 @router.post("/v1/model:reload", response_model=ModelOut, tags=["model"],
-             responses={422: {"model": ErrorOut, "description": "invalid request, or not reloaded"}})
+             responses={**API_ERRORS, **POST_ERRORS})
 async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = None) -> ModelOut:
     """Load the model directory again (e.g. after ``triage retrain`` promoted a candidate) and
     switch to it between micro-batches: requests in flight finish on the old model."""
@@ -99,7 +99,8 @@ async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = N
 
 
 @router.get("/v1/export", tags=["admin"], response_class=StreamingResponse, responses={
-    200: {"content": {"application/x-ndjson": {}}, "description": "one JSON object per line"}})
+    200: {"content": {"application/x-ndjson": {}}, "description": "one JSON object per line"},
+    **API_ERRORS})
 async def export(caller: Admin, s: ServicesDep) -> StreamingResponse:
     """Reviewed letters as training JSONL in the corpus format (id, title, text, one field per
     head, group, source): ``triage train --data`` reads it as it is."""
@@ -114,7 +115,7 @@ async def export(caller: Admin, s: ServicesDep) -> StreamingResponse:
                              headers={"Content-Disposition": 'attachment; filename="reviewed.jsonl"'})
 
 
-@router.get("/v1/keys", response_model=list[KeyOut], tags=["admin"])
+@router.get("/v1/keys", response_model=list[KeyOut], tags=["admin"], responses=API_ERRORS)
 async def get_keys(caller: Admin, s: ServicesDep) -> list[KeyOut]:
     """Every key (without the key itself, which is never stored)."""
 
@@ -125,7 +126,8 @@ async def get_keys(caller: Admin, s: ServicesDep) -> list[KeyOut]:
     return await run_in_threadpool(read)
 
 
-@router.post("/v1/keys", response_model=KeyOut, status_code=201, tags=["admin"])
+@router.post("/v1/keys", response_model=KeyOut, status_code=201, tags=["admin"],
+             responses={**API_ERRORS, **POST_ERRORS})
 async def post_key(given: KeyIn, caller: Admin, s: ServicesDep) -> KeyOut:
     """A new key; the answer holds the key itself, shown this once."""
 
@@ -139,7 +141,8 @@ async def post_key(given: KeyIn, caller: Admin, s: ServicesDep) -> KeyOut:
     return made
 
 
-@router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["admin"])
+@router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["admin"],
+               responses={**API_ERRORS, **error_responses(404)})
 async def delete_key(key_id: RowId, caller: Admin, s: ServicesDep, request: Request) -> KeyOut:
     """Revoke a key: it stops working at once; its row stays for the audit trail."""
 

@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import numpy as np
 
-from model.inference import Classifier, Runtime
+from model.inference import Classifier, ModelLoadError, Runtime
 from model.keyfields import KeyFields, extract_key_fields
 from model.linking import LINKER_FILE, PairScorer
+from model.matter import MATTER_DIR, MatterEncoder, MatterEncoderError
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +35,23 @@ class Analysis:
 
 
 class Engine:
-    """A classifier and the pair scorer fitted with it (the default scorer if none was).
+    """A classifier, and the linker fitted with it (the default scorer if none was).
 
     Args:
         classifier: the loaded model.
         scorer: the linker fitted for this model, or None for the default weights.
         review_threshold: overrides the model's own review threshold when set.
+        matter: the matter encoder whose vectors the scorer reads (else the classifier's).
     """
 
     def __init__(self, classifier: Classifier, scorer: PairScorer | None,
-                 review_threshold: float | None = None) -> None:
+                 review_threshold: float | None = None, matter: MatterEncoder | None = None) -> None:
         if review_threshold is not None:
             classifier.calibration.review_threshold = review_threshold
         self.classifier = classifier
         self.scorer = scorer or PairScorer()
         self.linker_fitted = scorer is not None
+        self.matter = matter
 
     @classmethod
     def load(cls, model_dir: Path, review_threshold: float | None = None,
@@ -57,9 +60,14 @@ class Engine:
         classifier = Classifier.load(model_dir, runtime)
         linker = model_dir / LINKER_FILE
         scorer = PairScorer.load(linker) if linker.is_file() else None
+        try:
+            matter = MatterEncoder.load(model_dir / MATTER_DIR) if (model_dir / MATTER_DIR).is_dir() else None
+        except MatterEncoderError as err:
+            raise ModelLoadError(str(err)) from None
         logger.info("model %s loaded from %s (runtime %s, linker: %s)", classifier.version, model_dir,
-                    runtime, "fitted" if scorer else "default")
-        return cls(classifier, scorer, review_threshold)
+                    runtime, ("fitted, with a matter encoder" if matter else "fitted") if scorer
+                    else "default")
+        return cls(classifier, scorer, review_threshold, matter)
 
     @property
     def version(self) -> str:
@@ -68,6 +76,8 @@ class Engine:
     def analyse(self, texts: list[str]) -> list[Analysis]:
         """Calibrated answers, key fields and vectors of letters (blocking; run it in a thread)."""
         logits, vectors = self.classifier.run(texts)
+        if self.matter is not None:
+            vectors = self.matter.vectors(texts)
         answers = self.classifier.answers(self.classifier.probabilities(logits))
         return [Analysis(a, extract_key_fields(t), v)
                 for a, t, v in zip(answers, texts, vectors, strict=True)]

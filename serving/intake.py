@@ -18,12 +18,22 @@ from model.linking import Entry
 from serving.auth import Caller, Reader, Submitter
 from serving.engine import Analysis
 from serving.letters import letter_out, new_letter, sector_of
-from serving.schemas import BatchIn, BatchItemOut, BatchOut, LetterIn, LetterOut, RowId
+from serving.schemas import (
+    API_ERRORS,
+    POST_ERRORS,
+    BatchIn,
+    BatchItemOut,
+    BatchOut,
+    LetterIn,
+    LetterOut,
+    RowId,
+    error_responses,
+)
 from serving.services import Services, ServicesDep
 from serving.store import Letter, get_letter, get_letter_by_id
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["letters"])
+router = APIRouter(prefix="/v1", tags=["letters"], responses=API_ERRORS)
 
 
 class Refused(Exception):
@@ -111,9 +121,7 @@ async def _submit_many(s: Services, caller: Caller, letters: list[LetterIn]) -> 
 
 @router.post("/letters", response_model=LetterOut, status_code=201,
              responses={200: {"model": LetterOut, "description": "already stored: the stored answer"},
-                        409: {"description": "external_id used by another submitter"},
-                        413: {"description": "text over the limit"},
-                        503: {"description": "overloaded: retry after the given seconds"}})
+                        **POST_ERRORS, **error_responses(409)})
 async def submit_letter(given: LetterIn, request: Request, response: Response,
                         caller: Submitter,
                         s: ServicesDep) -> LetterOut:
@@ -126,7 +134,7 @@ async def submit_letter(given: LetterIn, request: Request, response: Response,
     return result  # type: ignore[no-any-return]
 
 
-@router.post("/letters:batch", response_model=BatchOut)
+@router.post("/letters:batch", response_model=BatchOut, responses=POST_ERRORS)
 async def submit_batch(batch: BatchIn, caller: Submitter,
                        s: ServicesDep) -> BatchOut:
     """Several letters at once; each gets its own status (201, 200, 409, 413 or 422 with the reason)."""
@@ -148,7 +156,7 @@ async def submit_batch(batch: BatchIn, caller: Submitter,
     return BatchOut(results=sorted(out, key=lambda item: item.index))
 
 
-@router.get("/letters/{letter_id}", response_model=LetterOut)
+@router.get("/letters/{letter_id}", response_model=LetterOut, responses=error_responses(404))
 async def read_letter(letter_id: RowId, request: Request, caller: Reader,
                       s: ServicesDep) -> LetterOut:
     """A stored letter with its text (intake keys see only the letters they submitted)."""

@@ -22,8 +22,9 @@ from serving.letters import (
     review_queue,
 )
 from serving.schemas import (
+    API_ERRORS,
     MAX_ROW_ID,
-    ErrorOut,
+    POST_ERRORS,
     LetterOut,
     QueueItem,
     QueueOut,
@@ -31,11 +32,12 @@ from serving.schemas import (
     ReviewOut,
     RowId,
     StoredTime,
+    error_responses,
 )
 from serving.services import ServicesDep
 from serving.store import Letter, get_letter_by_id, reviews_of
 
-router = APIRouter(prefix="/v1", tags=["review"])
+router = APIRouter(prefix="/v1", tags=["review"], responses=API_ERRORS)
 
 
 def queue_filter(
@@ -80,7 +82,7 @@ def _letter_or_404(session: Session, letter_id: int) -> Letter:
 
 
 @router.post("/letters/{letter_id}/review", response_model=LetterOut,
-             responses={422: {"model": ErrorOut, "description": "invalid request or labels"}})
+             responses={**POST_ERRORS, **error_responses(404)})
 async def post_review(letter_id: RowId, given: ReviewIn, caller: Reviewer, s: ServicesDep,
                       request: Request) -> LetterOut:
     """Record a supervisor's labels (heads left out stay; the same labels confirm them).
@@ -101,7 +103,8 @@ async def post_review(letter_id: RowId, given: ReviewIn, caller: Reviewer, s: Se
     return await run_in_threadpool(apply)
 
 
-@router.get("/letters/{letter_id}/reviews", response_model=list[ReviewOut])
+@router.get("/letters/{letter_id}/reviews", response_model=list[ReviewOut],
+            responses=error_responses(404))
 async def get_reviews(letter_id: RowId, caller: Reviewer, s: ServicesDep) -> list[ReviewOut]:
     """The letter's audit trail, oldest first: who, when, from → to, model version, comment."""
 
@@ -114,7 +117,7 @@ async def get_reviews(letter_id: RowId, caller: Reviewer, s: ServicesDep) -> lis
     return await run_in_threadpool(read)
 
 
-@router.get("/letters/{letter_id}/evidence")
+@router.get("/letters/{letter_id}/evidence", responses=error_responses(404))
 async def get_evidence(letter_id: RowId, caller: Reviewer, s: ServicesDep) -> list[dict[str, Any]]:
     """For each label the model chose, the sentences of the letter that score it highest."""
 

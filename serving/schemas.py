@@ -222,3 +222,25 @@ class ErrorOut(BaseModel):
     """An error answer: why, as a sentence, or for a request that fails validation, per field."""
 
     detail: str | list[FieldError]
+
+
+ERROR_REASONS = {
+    400: "the body is not UTF-8",
+    401: "no key, or an unknown or revoked key",
+    403: "this key's role may not use this route",
+    404: "no such record (intake keys see only their own letters)",
+    409: "external_id already used by another submitter",
+    413: "body, text or batch over its limit (the answer names the setting)",
+    415: "the body is not JSON",
+    422: "invalid request: the answer lists each field and what is wrong",
+    503: "overloaded, or the store is unreachable: nothing was stored; retry after Retry-After seconds",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error answers (all shaped as :class:`ErrorOut`)."""
+    return {code: {"model": ErrorOut, "description": ERROR_REASONS[code]} for code in codes}
+
+
+API_ERRORS = error_responses(401, 403, 503)  # every route that needs a key
+POST_ERRORS = error_responses(400, 413, 415, 422)  # every POST on /v1 (request limits, validation)

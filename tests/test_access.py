@@ -40,6 +40,23 @@ def test_the_matrix_covers_every_route(sqlite_service: Service) -> None:
     assert routes | {("GET", "/docs"), ("GET", "/openapi.json")} == {(m, p) for m, p, _, _ in MATRIX}
 
 
+def test_the_schema_declares_the_refusals(sqlite_service: Service) -> None:
+    """Each keyed route documents 401 and 403, each POST on /v1 the request limits, and each
+    route with a path id its 404, all shaped as ErrorOut."""
+    schema = sqlite_service.client.get("/openapi.json").json()
+    for method, template, _, roles in MATRIX:
+        if template not in schema["paths"]:
+            continue
+        responses = schema["paths"][template][method.lower()]["responses"]
+        expected = ({"401", "403", "503"} if roles else set()) | (
+            {"400", "413", "415", "422"} if method == "POST" else set()) | (
+            {"404"} if "{" in template else set())
+        assert expected <= set(responses), f"{method} {template} lacks {expected - set(responses)}"
+        for code in expected:
+            assert responses[code]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorOut"}, f"{method} {template} {code}"
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 def test_every_route_for_every_caller(sqlite_service: Service, caller: str) -> None:
     service = sqlite_service

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from serving.live_server import LiveServer
 from serving.store import Letter, Store
 from tests.conftest import prepare_service
-from tests.live_server import LiveServer
 
 
 def _letter(i: int) -> dict:

@@ -103,3 +103,9 @@ def test_a_village_is_not_a_person() -> None:
 @pytest.mark.parametrize("text", ["请上级领导查清此事", "我孙子在这个学校上学", "没有许可证就开工了"])
 def test_words_starting_with_a_surname_are_not_people(text: str) -> None:
     assert [p.name for p in extract_key_fields(text).people if p.name] == []
+
+
+def test_the_name_part_of_a_place_is_not_a_person() -> None:
+    fields = extract_key_fields("我在乔岭县仁和医院内科当过护士，松岚县李家湾村的人都知道")
+    assert "乔岭县" in fields.places and "李家湾村" in fields.places
+    assert not {p.name for p in fields.people} & {"乔岭", "李家湾"}

@@ -117,11 +117,31 @@ def test_index_arguments_are_checked() -> None:
         MatterIndex(lsh_threshold=2)
 
 
-def test_rare_shared_words_weigh_more_than_common_ones() -> None:
+def _index_of(template: str, count: int) -> MatterIndex:
+    """An index holding ``count`` letters made from ``template`` (``{i}``: the letter's number)."""
     index = MatterIndex(scorer=SCORER)
-    for i in range(20):
-        index.add(_entry(f"n{i}", f"第{i}封：村里的问题反映给领导，请调查处理", "other"), f"m{i}")
+    for i in range(count):
+        index.add(_entry(f"stored-{i}", template.format(i=i), "other"), f"m{i}")
+    return index
+
+
+def test_rare_shared_words_weigh_more_than_common_ones() -> None:
+    index = _index_of("第{i}封：村里的问题反映给领导，请调查处理", 20)
     a = _entry("a", "殡仪馆强制购买骨灰盒，请调查处理", "funeral_services")
     b = _entry("b", "家属被逼买骨灰盒，殡仪馆太黑，请调查处理", "funeral_services")
     c = _entry("c", "低保名单有问题，请调查处理", "social_assistance")
     assert index.frequencies.overlap(a.words, b.words) > 2 * index.frequencies.overlap(a.words, c.words)
+
+
+def test_places_and_names_most_letters_share_do_not_count() -> None:
+    """On a regional board every message names the city and its addressee: sharing them
+    says nothing; sharing a village still does."""
+    index = _index_of("胡书记您好，A市{i}号小区门口的路灯坏了第{i}天", 40)
+    first = _entry("x", "胡书记您好，A市石桥村的低保名额被村干部亲戚占了", "social_assistance")
+    second = _entry("y", "胡书记您好，A市青山殡仪馆强制家属购买骨灰盒", "funeral_services")
+    third = _entry("z", "A市石桥村低保评议不公开", "social_assistance")
+    features = dict(zip(FEATURES, pair_features(first, second, index.frequencies), strict=True))
+    assert "A市" in first.broad_places & second.broad_places and "胡书记" in first.names & second.names
+    assert features["shared_broad_places"] == 0 and features["shared_names"] == 0
+    assert dict(zip(FEATURES, pair_features(first, third, index.frequencies), strict=True))[
+        "shared_local_places"] == 1

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from model.inference import WEIGHTS_FILE, Classifier, Runtime, file_sha256
+from model.onnx_runtime import export_onnx
 from tests.conftest import start_service, topic_letters
 from training.cli import app
-from training.retrain import HeadComparison
+from training.retrain import HeadComparison, retrain
 
 
 def test_no_worse_allows_the_tolerance() -> None:
@@ -71,3 +73,22 @@ def test_review_export_retrain_promote_reload(tiny_model: Path, tiny_base: Path,
     service.close()
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert "candidate" in logged and "殡仪馆的骨灰盒" not in logged and "火化费用" not in logged
+
+
+def test_a_candidate_of_an_int8_model_gets_its_own_graphs(tiny_model: Path, tiny_base: Path,
+                                                          tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(tiny_model, live)
+    classifier = Classifier.load(live)
+    export_onnx(classifier.model, classifier.tokenizer, live, file_sha256(live / WEIGHTS_FILE))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in topic_letters()),
+                      encoding="utf-8")
+
+    decision = retrain([], [corpus], live, tmp_path / "candidate", corpus,
+                       {"base_model": str(tiny_base), "max_steps": 2}, tolerance=1.0)
+
+    assert decision["promoted"]
+    promoted = Classifier.load(live, Runtime.ONNX_INT8)  # refuses graphs of other weights
+    assert promoted.version == decision["candidate"] != classifier.version
+    assert promoted.run(["殡仪馆的骨灰盒太贵"])[0]["sector"].shape == (1, 12)

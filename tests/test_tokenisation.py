@@ -58,3 +58,10 @@ def test_sampled_windows_keep_first_and_last(tiny_base: Path) -> None:
 def test_bad_stride_is_refused(tiny_base: Path) -> None:
     with pytest.raises(ValueError, match=re.escape("found stride=20 with max_length=16")):
         LetterTokenizer.from_pretrained(tiny_base, max_length=16, stride=20)
+
+
+def test_the_tiny_base_model_knows_its_characters(tiny_base: Path) -> None:
+    """Tests that train on the tiny model learn from characters, not from [UNK]s."""
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(tiny_base)).tokenize("村书记截留低保金") == list("村书记截留低保金")

@@ -27,7 +27,9 @@ def write_tiny_base_model(directory: Path) -> Path:
     chars = list(dict.fromkeys(c for c in CHARS if not c.isspace()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "，", "。", "：", "！", "？", *chars]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=False,
+    # transformers 5 takes the vocabulary itself (a vocab_file argument is ignored, leaving
+    # only the special tokens: every character would be [UNK])
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=False,
                                   tokenize_chinese_chars=True)
     tokenizer.save_pretrained(str(directory))
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,7 @@ import typer
 from model.inference import WEIGHTS_FILE, Classifier, ModelLoadError, Runtime, file_sha256
 from model.labels import LabelSchema, LabelSchemaError
 from model.linking import LINK_PRECISION, LINKER_FILE, PairScorer
+from model.matter import MATTER_DIR, MatterEncoder, MatterEncoderError
 from model.onnx_runtime import OnnxModelError, export_onnx
 from serving import cli as serving_cli
 from training.baseline import TfidfBaseline
@@ -22,7 +24,15 @@ from training.corpus import check_corpus, format_report
 from training.data import JSON_SUFFIXES, DataError, load_letters, split_dataset
 from training.evaluate import evaluate_classifier, headline, score_all
 from training.finetune import TrainingArguments, train
-from training.linking import entries_for, evaluate_linking, fit_scorer, link_all, score_matters
+from training.linking import (
+    entries_for,
+    evaluate_linking,
+    fit_linker,
+    fit_scorer,
+    link_all,
+    score_matters,
+)
+from training.matter import MatterTraining
 from training.report import EVALUATIONS, length_histogram_png, write_evaluation, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -181,6 +191,8 @@ def train_command(
     skip_invalid: Annotated[bool, typer.Option(help="skip bad rows and report them")] = False,
     lexical: Annotated[bool, typer.Option(
         help="blend in character n-gram heads, weighted on the validation split")] = True,
+    bf16: Annotated[bool, typer.Option(
+        help="bfloat16 autocast for training steps where the CPU has native bfloat16")] = True,
 ) -> None:
     """Fine-tune the encoder with one head per labels-file head, calibrate, and save."""
     try:
@@ -189,7 +201,8 @@ def train_command(
             max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
             window_tokens=window_tokens, window_stride=window_stride,
             validation_fraction=validation_fraction, patience=patience, train_windows=train_windows,
-            review_target=review_target, seed=seed, skip_invalid=skip_invalid, lexical=lexical)
+            review_target=review_target, seed=seed, skip_invalid=skip_invalid, lexical=lexical,
+            bf16=bf16)
         record = train(args)
     except (LabelSchemaError, DataError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
@@ -280,26 +293,47 @@ def export_onnx_command(
 
 
 @app.command("fit-linker")
-def fit_linker(
-    model: Annotated[Path, typer.Option(help="model directory (its vectors feed the linker)")],
+def fit_linker_command(
+    model: Annotated[Path, typer.Option(help="model directory (linking.json and matter/ go in it)")],
     data: Annotated[list[Path], typer.Option(help="letters with 'group' fields, e.g. data/")],
     precision: Annotated[float, typer.Option(
-        help="links must be right this often on the training pairs")] = LINK_PRECISION,
-    vectors: Annotated[bool, typer.Option(
-        help="also use the classifier's letter vectors (candidates and a cosine feature)")] = False,
+        help="links must be right this often on the scorer's pairs")] = LINK_PRECISION,
+    matter: Annotated[bool, typer.Option(
+        help="train a matter encoder for the letter vectors (else: key fields and wording only)")] = True,
+    matter_steps: Annotated[int, typer.Option(help="matter-encoder training steps")] = 60,
+    reuse_matter: Annotated[bool, typer.Option(
+        help="keep MODEL/matter as it is and refit only the scorer (on its held-out groups)")] = False,
+    base_model: Annotated[str | None, typer.Option(
+        help="encoder to tune for matters (default: the model's own base)")] = None,
 ) -> None:
-    """Fit the same-matter pair scorer on grouped letters; writes MODEL/linking.json."""
+    """Fit case linking on grouped letters: a matter encoder (MODEL/matter) trained on 70% of
+    the groups and the pair scorer (MODEL/linking.json) fitted on the other 30%."""
     try:
         classifier = Classifier.load(model)
         dataset, _ = load_letters(_data_files(data), classifier.schema, require_labels=False)
-        entries = entries_for(dataset, classifier)
-        scorer = fit_scorer(entries, dataset["group"], precision, vectors)
-    except (ModelLoadError, DataError, ValueError) as err:
+        if matter:
+            kept = MatterEncoder.load(model / MATTER_DIR) if reuse_matter else None
+            fitted = fit_linker(dataset, classifier, MatterTraining(steps=matter_steps), precision,
+                                base_model=base_model or _recorded_base_model(model), encoder=kept)
+            scorer, entries, groups = fitted.scorer, fitted.entries, fitted.groups
+        else:
+            entries, groups = entries_for(dataset, classifier), list(dataset["group"])
+            scorer = fit_scorer(entries, groups, precision)
+    except (ModelLoadError, MatterEncoderError, DataError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
     scorer.save(model / LINKER_FILE)
-    scores = evaluate_linking(entries, dataset["group"], scorer)
-    typer.echo(f"linker in {model / LINKER_FILE}; on its own training letters: pair precision "
+    shutil.rmtree(model / MATTER_DIR, ignore_errors=True)
+    if matter:
+        fitted.encoder.save(model / MATTER_DIR)
+    scores = evaluate_linking(entries, groups, scorer)
+    typer.echo(f"linker in {model / LINKER_FILE}{' and ' + str(model / MATTER_DIR) if matter else ''}; "
+               f"on the {len(entries)} letters it was fitted on: pair precision "
                f"{scores['pair_precision']:.3f}, recall {scores['pair_recall']:.3f}")
+
+
+def _recorded_base_model(model: Path) -> str:
+    run = json.loads((model / "run.json").read_text(encoding="utf-8"))
+    return str(run["arguments"]["base_model"])
 
 
 @app.command("evaluate-linking")
@@ -318,7 +352,11 @@ def evaluate_linking_command(
         raise _fail(str(err)) from None
     if scorer is None:
         raise _fail(f"{model / LINKER_FILE} is missing: run 'triage fit-linker' first")
-    entries = entries_for(dataset, classifier)
+    try:
+        matter = MatterEncoder.load(model / MATTER_DIR) if (model / MATTER_DIR).is_dir() else None
+    except MatterEncoderError as err:
+        raise _fail(str(err)) from None
+    entries = entries_for(dataset, classifier, matter)
     report: dict[str, object] = {"data": str(data), "model": str(model)}
     matters, links = link_all(entries, scorer)
     if any(dataset["group"]):

@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,16 @@ from datasets import Dataset
 from model.inference import Classifier
 from model.keyfields import extract_key_fields
 from model.linking import LINK_PRECISION, Entry, MatterIndex, PairScorer, pair_features
+from model.matter import MatterEncoder
+from training.matter import MatterTraining, held_out_groups, train_matter_encoder
 
 logger = logging.getLogger(__name__)
 
 
-def entries_for(dataset: Dataset, classifier: Classifier | None) -> list[Entry]:
-    """Linking entries of a dataset: key fields, and vectors and sectors from the classifier."""
+def entries_for(dataset: Dataset, classifier: Classifier | None,
+                matter: MatterEncoder | None = None) -> list[Entry]:
+    """Linking entries of a dataset: key fields, sectors from the classifier, and vectors
+    from the matter encoder (or, without one, the classifier's)."""
     texts = list(dataset["text"])
     vectors: Any = [None] * len(texts)
     sectors: list[str | None] = [None] * len(texts)
@@ -34,6 +39,8 @@ def entries_for(dataset: Dataset, classifier: Classifier | None) -> list[Entry]:
         if single is not None:
             answers = classifier.answers(classifier.probabilities(logits))
             sectors = [a[single] for a in answers]
+    if matter is not None:
+        vectors = matter.vectors(texts)
     return [Entry(letter_id=str(i), text=t, key_fields=extract_key_fields(t), vector=v, sector=s)
             for i, t, v, s in zip(dataset["id"], texts, vectors, sectors, strict=True)]
 
@@ -65,6 +72,48 @@ def fit_scorer(entries: Sequence[Entry], groups: Sequence[str | None],
         raise ValueError("fitting the linker needs letters that share a group; found no such pair")
     logger.info("fitting the linker on %d candidate pairs (%d positive)", len(labels), labels.sum())
     return PairScorer.fit(features, labels, precision, use_vectors)
+
+
+def scorer_letters(dataset: Dataset, held_out: set[str], fraction: float, seed: int) -> Dataset:
+    """The letters a scorer is fitted on beside a matter encoder: those of the held-out
+    groups, and a ``fraction`` of the letters in no group (the encoder saw none of them)."""
+    rng = np.random.default_rng(seed)
+    keep = [i for i, group in enumerate(dataset["group"])
+            if group in held_out or (not group and rng.random() < fraction)]
+    return dataset.select(keep)
+
+
+@dataclass
+class FittedLinker:
+    """A pair scorer, the matter encoder whose vectors it reads, and the letters (entries
+    and groups) it was fitted on."""
+
+    scorer: PairScorer
+    encoder: MatterEncoder
+    entries: list[Entry]
+    groups: list[str | None]
+
+
+def fit_linker(dataset: Dataset, classifier: Classifier, settings: MatterTraining,
+               precision: float = LINK_PRECISION, *, base_model: str | None = None,
+               encoder: MatterEncoder | None = None) -> FittedLinker:
+    """Train a matter encoder from ``base_model`` on most of the groups, then fit the pair
+    scorer on the rest. With ``encoder`` given (e.g. when a retrained classifier keeps the
+    live model's), only the scorer is refitted, on the groups that encoder held out."""
+    if encoder is None:
+        if base_model is None:
+            raise ValueError("fit_linker needs a base_model to train a matter encoder from")
+        held_out = held_out_groups(dataset["group"], settings.fit_fraction, settings.seed)
+        training = [g if g not in held_out else None for g in dataset["group"]]
+        encoder = train_matter_encoder(dataset["text"], training, base_model, settings)
+        encoder.record["held_out_groups"] = sorted(held_out)
+    else:
+        settings = MatterTraining(**encoder.record["training"])
+    fitting = scorer_letters(dataset, set(encoder.record["held_out_groups"]), settings.fit_fraction,
+                             settings.seed)
+    entries = entries_for(fitting, classifier, encoder)
+    groups = list(fitting["group"])
+    return FittedLinker(fit_scorer(entries, groups, precision, use_vectors=True), encoder, entries, groups)
 
 
 def _pairs(clusters: dict[str, str]) -> set[tuple[str, str]]:

@@ -1,6 +1,8 @@
 """Retraining on reviewed letters: merge them with the corpus, train a candidate like the
 model in service, evaluate both on one fixed file, and promote the candidate only if it is
-no worse on every head. The report says why, either way."""
+no worse on every head. The report says why, either way. A candidate gets what the live
+model has beside its weights: a refitted linker, and ONNX graphs (so a service running
+onnx-int8 can reload it at once)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.inference import Classifier
+from model.inference import WEIGHTS_FILE, Classifier, file_sha256
 from model.labels import LabelSchema
 from model.linking import LINKER_FILE
+from model.matter import MATTER_DIR, MatterEncoder
+from model.onnx_runtime import INT8_FILE, export_onnx
 from training.data import load_letters
 from training.evaluate import HEADLINE, evaluate_classifier
 from training.finetune import TrainingArguments, train
-from training.linking import entries_for, fit_scorer
+from training.linking import entries_for, fit_linker, fit_scorer
+from training.matter import MatterTraining
 
 logger = logging.getLogger(__name__)
 PROMOTION_FILE = "promotion.json"
@@ -85,9 +90,17 @@ def retrain(reviewed: Sequence[dict[str, Any]], base_files: Sequence[Path], mode
                  "labels": str(model_dir / "labels.yaml")}
     train(TrainingArguments(**arguments))
     candidate = Classifier.load(out)
-    if (model_dir / LINKER_FILE).is_file():  # the linker reads the model's vectors: refit it
+    if (model_dir / LINKER_FILE).is_file():  # the linker reads the model's sectors: refit it
         grouped, _ = load_letters(list(base_files), schema, require_labels=False)
-        fit_scorer(entries_for(grouped, candidate), grouped["group"]).save(out / LINKER_FILE)
+        if (model_dir / MATTER_DIR).is_dir():  # the matter encoder stays; the scorer is refitted
+            fitted = fit_linker(grouped, candidate, MatterTraining(),
+                                encoder=MatterEncoder.load(model_dir / MATTER_DIR))
+            fitted.scorer.save(out / LINKER_FILE)
+            fitted.encoder.save(out / MATTER_DIR)
+        else:
+            fit_scorer(entries_for(grouped, candidate), grouped["group"]).save(out / LINKER_FILE)
+    if (model_dir / INT8_FILE).is_file():
+        export_onnx(candidate.model, candidate.tokenizer, out, file_sha256(out / WEIGHTS_FILE))
     evaluation, _ = load_letters([eval_file], schema)
     rows = compare(schema, evaluate_classifier(current, evaluation),
                    evaluate_classifier(candidate, evaluation))
