@@ -46,11 +46,10 @@ from bench_linking import MESSAGES
 
 from model.inference import Runtime, length_batches
 from model.keyfields import extract_key_fields
-from model.linking import Entry
 from serving.auth import COOKIE
 from serving.cases import Matters
 from serving.engine import Analysis, Engine
-from serving.letters import new_letter, sector_of
+from serving.letters import linking_entry, new_letter
 from serving.live_server import LiveServer
 from serving.schemas import LetterIn
 from serving.store import Store
@@ -105,10 +104,7 @@ def fill_store(store: Store, engine: Engine, texts: list[str], analysed: int) ->
             analysis = Analysis(reused.answer, extract_key_fields(text), reused.vector)
             given = LetterIn(external_id=f"stored-{i}", text=text, source="bench",
                              received_at=start + timedelta(minutes=10 * i))
-            decision = matters.link(Entry(
-                letter_id=given.external_id, text=text, key_fields=analysis.key_fields,
-                vector=analysis.vector, sector=sector_of(schema, analysis.answer),
-                received_at=given.received_at))
+            decision = matters.link(linking_entry(schema, given, analysis))
             session.add(new_letter(schema, given, analysis, decision, "bench"))
     return {"letters": len(texts), "analysed": analysed, "model_seconds": model_seconds,
             "seconds": time.perf_counter() - began}

@@ -14,10 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from model.linking import Entry
 from serving.auth import Caller, Reader, Submitter
 from serving.engine import Analysis
-from serving.letters import letter_out, new_letter, sector_of
+from serving.letters import letter_out, linking_entry, new_letter
 from serving.schemas import (
     API_ERRORS,
     POST_ERRORS,
@@ -71,10 +70,7 @@ def _store(s: Services, caller: Caller, given: LetterIn, analysis: Analysis) -> 
     """Link and commit one analysed letter: (201, stored) or (200, the earlier record)."""
     with s.matters.lock, s.store.writing() as session:
         s.matters.catch_up(session)
-        decision = s.matters.link(Entry(
-            letter_id=given.external_id, text=given.text, key_fields=analysis.key_fields,
-            vector=analysis.vector, sector=sector_of(s.schema, analysis.answer),
-            received_at=given.received_at))
+        decision = s.matters.link(linking_entry(s.schema, given, analysis))
         letter = new_letter(s.schema, given, analysis, decision, caller.tag)
         session.add(letter)
         try:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from model.labels import LabelSchema
-from model.linking import Decision
+from model.linking import Decision, Entry
 from serving.cases import vector_bytes
 from serving.engine import Analysis
 from serving.schemas import HeadOut, LabelOut, LetterIn, LetterOut, LinkOut
@@ -95,6 +95,13 @@ def letter_out(session: Session, letter: Letter, schema: LabelSchema, with_text:
         needs_review=letter.needs_review, matter_id=letter.matter_id,
         repeat_of=[LinkOut(letter_id=ids.get(link["external_id"]), **link) for link in letter.repeat_of],
         key_fields=letter.key_fields, model_version=letter.model_version)
+
+
+def linking_entry(schema: LabelSchema, given: LetterIn, analysis: Analysis) -> Entry:
+    """What the matter index needs of an analysed letter about to be stored."""
+    return Entry(letter_id=given.external_id, text=given.text, key_fields=analysis.key_fields,
+                 vector=analysis.vector, sector=sector_of(schema, analysis.answer),
+                 received_at=given.received_at)
 
 
 def new_letter(schema: LabelSchema, given: LetterIn, analysis: Analysis, decision: Decision,

@@ -313,8 +313,9 @@ def fit_linker_command(
         dataset, _ = load_letters(_data_files(data), classifier.schema, require_labels=False)
         if matter:
             kept = MatterEncoder.load(model / MATTER_DIR) if reuse_matter else None
+            base = None if kept else base_model or _recorded_base_model(model)
             fitted = fit_linker(dataset, classifier, MatterTraining(steps=matter_steps), precision,
-                                base_model=base_model or _recorded_base_model(model), encoder=kept)
+                                base_model=base, encoder=kept)
             scorer, entries, groups = fitted.scorer, fitted.entries, fitted.groups
         else:
             entries, groups = entries_for(dataset, classifier), list(dataset["group"])
