@@ -60,6 +60,14 @@ def fit_temperature(logits: np.ndarray, gold: np.ndarray, kind: HeadType) -> flo
     return float(np.exp(best.x))
 
 
+def calibrated_nll(logits: np.ndarray, gold: np.ndarray, kind: HeadType) -> float:
+    """The negative log-likelihood of ``gold`` after temperature scaling: how well the
+    outputs rank and separate the answers, whatever their scale."""
+    temperature = fit_temperature(logits, gold, kind)
+    x = torch.as_tensor(logits, dtype=torch.float64) / temperature
+    return float(_nll(x, torch.as_tensor(gold, dtype=torch.float64), kind))
+
+
 def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
     tp = float(np.sum(gold & predicted))
     denominator = float(np.sum(gold) + np.sum(predicted))

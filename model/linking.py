@@ -5,9 +5,17 @@ For a new letter, candidates come from three places: MinHash LSH over character
 shingles (near-verbatim reposts), the most similar letter vectors (the encoder's pooled
 vector, cosine), and letters sharing a specific place or a named person within a time
 window. Each candidate pair is then scored by a logistic model over pair features
-(vector cosine, shingle Jaccard, shared villages/institutions, shared names, shared
-amounts, same sector); pairs above ``threshold`` are links, and the new letter joins the
-matter of its best link (or starts a new one).
+(vector cosine, and its margin over the new letter's nearest stored letters; shingle
+Jaccard, shared villages/institutions, shared names, shared amounts, same sector); pairs
+above ``threshold`` are links, and the new letter joins the matter of its best link (or
+starts a new one).
+
+The margin: a letter written the way many are (a common kind of complaint in common
+words) lies close to many stored letters, so its cosine to any one of them says little;
+the cosine minus the mean of its ``NEIGHBOURS`` highest cosines to stored letters says
+how much closer this candidate is than the crowd (hubness correction, as in CSLS). On the
+corpus's held-out groups it raised the pair scorer's average precision from 0.56 to 0.70
+(docs/linking.md).
 
 Example::
 
@@ -49,7 +57,8 @@ BROAD_SUFFIXES = ("省", "市", "县", "区")  # too coarse to tell matters apar
 # a regional board names ('A市'), or the official all letters are addressed to ('胡书记')
 COMMON_SHARE = 0.01
 COMMON_MIN = 20
-FEATURES = ("cosine", "jaccard", "idf_overlap", "shared_local_places", "shared_broad_places",
+NEIGHBOURS = 10
+FEATURES = ("cosine", "cosine_margin", "jaccard", "idf_overlap", "shared_local_places", "shared_broad_places",
             "shared_names", "shared_amounts", "same_sector", "bias")
 _SPACE = re.compile(r"\s+")
 
@@ -139,15 +148,18 @@ class WordFrequencies:
 
 
 def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None,
-                  use_vectors: bool = True) -> np.ndarray:
-    """Features of a pair of letters, in the order of :data:`FEATURES` (the cosine is 0
-    without both vectors, or when ``use_vectors`` is False)."""
-    cosine = (float(a.vector @ b.vector)
-              if use_vectors and a.vector is not None and b.vector is not None else 0.0)
+                  use_vectors: bool = True, neighbourhood: float = 0.0) -> np.ndarray:
+    """Features of a new letter ``a`` and a stored one ``b``, in the order of
+    :data:`FEATURES`. ``neighbourhood`` is the mean of ``a``'s highest cosines to stored
+    letters (``MatterIndex.neighbourhood``). Both cosine features are 0 without both
+    vectors, or when ``use_vectors`` is False."""
+    vectors = use_vectors and a.vector is not None and b.vector is not None
+    cosine = float(a.vector @ b.vector) if vectors else 0.0  # type: ignore[operator]
     frequencies = frequencies or WordFrequencies()
     rare = frequencies.rare
     return np.array([
         cosine,
+        cosine - neighbourhood if vectors else 0.0,
         a.signature.jaccard(b.signature),
         frequencies.overlap(a.words, b.words),
         min(len(rare(a.local_places & b.local_places)), 3),
@@ -177,7 +189,7 @@ class PairScorer:
     """
 
     weights: list[float] = field(
-        default_factory=lambda: [6.0, 4.0, 6.0, 2.0, 0.5, 2.0, 1.0, 1.0, -10.0])
+        default_factory=lambda: [6.0, 0.0, 4.0, 6.0, 2.0, 0.5, 2.0, 1.0, 1.0, -10.0])
     threshold: float = 0.5
     use_vectors: bool = True
 
@@ -289,15 +301,19 @@ class MatterIndex:
             self._pending = []
         return self._vectors
 
-    def candidates(self, entry: Entry) -> set[str]:
-        """Stored letters worth scoring against a new one."""
+    def _similarity(self, entry: Entry) -> np.ndarray | None:
+        """Cosines of ``entry`` to every stored letter with a vector (in ``_ids`` order)."""
+        matrix = self._matrix()
+        if entry.vector is None or not self.scorer.use_vectors or not len(matrix):
+            return None
+        return matrix @ entry.vector  # type: ignore[no-any-return]
+
+    def _candidates(self, entry: Entry, similarity: np.ndarray | None) -> set[str]:
         found = set(self.lsh.query(entry.signature))
         for key in entry.local_places | entry.names:
             if len(self.postings[key]) <= 200:  # a very common key says little
                 found |= self.postings[key]
-        matrix = self._matrix()
-        if entry.vector is not None and self.scorer.use_vectors and len(matrix):
-            similarity = matrix @ entry.vector
+        if similarity is not None:
             k = min(self.top_k, len(similarity))
             for i in np.argpartition(-similarity, k - 1)[:k]:
                 found.add(self._ids[i])
@@ -307,13 +323,32 @@ class MatterIndex:
                      or abs(self.entries[i].received_at - entry.received_at) <= self.window}
         return found
 
+    def candidates(self, entry: Entry) -> set[str]:
+        """Stored letters worth scoring against a new one."""
+        return self._candidates(entry, self._similarity(entry))
+
+    @staticmethod
+    def neighbourhood(similarity: np.ndarray | None) -> float:
+        """The mean of the ``NEIGHBOURS`` highest cosines (0 with no stored vectors)."""
+        if similarity is None or not len(similarity):
+            return 0.0
+        k = min(NEIGHBOURS, len(similarity))
+        return float(np.partition(similarity, len(similarity) - k)[-k:].mean())
+
+    def features(self, entry: Entry) -> tuple[list[str], np.ndarray]:
+        """The candidates of a new letter (sorted ids) and the features of each pair."""
+        similarity = self._similarity(entry)
+        ids = sorted(self._candidates(entry, similarity))
+        around = self.neighbourhood(similarity)
+        rows = [pair_features(entry, self.entries[i], self.frequencies, self.scorer.use_vectors, around)
+                for i in ids]
+        return ids, np.vstack(rows) if rows else np.zeros((0, len(FEATURES)))
+
     def link(self, entry: Entry) -> Decision:
         """Earlier letters about the same matter as ``entry``, best first, and its matter id."""
-        ids = sorted(self.candidates(entry))
+        ids, features = self.features(entry)
         if not ids:
             return Decision([], uuid.uuid4().hex)
-        features = np.vstack([pair_features(entry, self.entries[i], self.frequencies, self.scorer.use_vectors)
-                              for i in ids])
         scores = self.scorer.probability(features)
         links = [Link(i, round(float(s), 4), shared_fields(entry, self.entries[i]))
                  for i, s in zip(ids, scores, strict=True) if s >= self.scorer.threshold]

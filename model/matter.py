@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from model.inference import WEIGHTS_FILE, Runtime, file_sha256
+from model.network import token_mean
+from model.onnx_runtime import INT8_FILE, OnnxEncoder, OnnxModelError, export_onnx
 from model.precision import native_bf16
 
 MATTER_DIR = "matter"
@@ -36,13 +39,6 @@ class MatterEncoderError(ValueError):
     """A matter-encoder directory that is missing or unreadable."""
 
 
-def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Normalised token-mean vectors (padding excluded)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1)
-
-
 class MatterEncoder:
     """Letter vectors for linking (a BERT-style encoder, token-mean pooled).
 
@@ -51,13 +47,16 @@ class MatterEncoder:
         tokenizer: its tokenizer.
         max_tokens: tokens read from the start of each letter.
         record: how it was trained (``matter.json``).
+        graph: the encoder on ONNX Runtime with int8 weights, used by :meth:`vectors` when given.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, max_tokens: int, record: dict[str, Any]) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_tokens: int, record: dict[str, Any],
+                 graph: OnnxEncoder | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.record = record
+        self.graph = graph
 
     @classmethod
     def from_base(cls, base_model: str, max_tokens: int) -> MatterEncoder:
@@ -66,8 +65,9 @@ class MatterEncoder:
                    max_tokens, {"base_model": base_model, "max_tokens": max_tokens})
 
     @classmethod
-    def load(cls, directory: Path) -> MatterEncoder:
-        """Open ``MODEL/matter`` (raises MatterEncoderError saying what is wrong)."""
+    def load(cls, directory: Path, runtime: Runtime = Runtime.TORCH) -> MatterEncoder:
+        """Open ``MODEL/matter`` (raises MatterEncoderError saying what is wrong); with
+        ``onnx-int8``, its int8 graph too (written by :meth:`export_onnx`)."""
         record_file = directory / MATTER_FILE
         if not record_file.is_file():
             raise MatterEncoderError(f"{directory} holds no {MATTER_FILE}: fit it with "
@@ -78,7 +78,17 @@ class MatterEncoder:
             tokenizer = AutoTokenizer.from_pretrained(directory)
         except (OSError, ValueError) as err:
             raise MatterEncoderError(f"cannot read the matter encoder in {directory}: {err}") from None
-        return cls(model, tokenizer, int(record["max_tokens"]), record)
+        graph = None
+        if runtime is Runtime.ONNX_INT8:
+            try:
+                graph = OnnxEncoder.load(directory / INT8_FILE, file_sha256(directory / WEIGHTS_FILE))
+            except OnnxModelError as err:
+                raise MatterEncoderError(f"matter encoder in {directory}: {err}") from None
+        return cls(model, tokenizer, int(record["max_tokens"]), record, graph)
+
+    def export_onnx(self, directory: Path) -> tuple[Path, Path]:
+        """Write the fp32 and int8 graphs of an encoder saved in ``directory``."""
+        return export_onnx(self.model, self.max_tokens, directory, file_sha256(directory / WEIGHTS_FILE))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -87,23 +97,33 @@ class MatterEncoder:
         (directory / MATTER_FILE).write_text(json.dumps(self.record, ensure_ascii=False, indent=2),
                                              encoding="utf-8")
 
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Vectors of a batch, with gradients when the model is training."""
+    def _tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                                return_tensors="pt")
-        hidden = self.model(**batch).last_hidden_state
-        return mean_pooled(hidden, batch["attention_mask"])
+        types = batch.get("token_type_ids", torch.zeros_like(batch["input_ids"]))
+        return batch["input_ids"], batch["attention_mask"], types
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit vectors of a batch from the PyTorch model, with gradients when it is training."""
+        ids, mask, types = self._tokens(texts)
+        hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        return torch.nn.functional.normalize(token_mean(hidden, mask).float(), dim=-1)
 
     @torch.inference_mode()
     def vectors(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
-        """Unit vectors of letters (letters × hidden), in the order given; computed in
-        bfloat16 where the CPU has it natively (cosines change by ~1e-3; they are stored
-        as float16 anyway)."""
+        """Unit vectors of letters (letters × hidden), in the order given: from the int8
+        graph when loaded with one, else from PyTorch, in bfloat16 where the CPU runs it
+        natively (cosines change by ~1e-3; they are stored as float16 anyway)."""
         self.model.eval()
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.graph is None and native_bf16()):
             for start in range(0, len(texts), batch_size):
                 chosen = order[start : start + batch_size]
-                out[chosen] = self.encode([texts[i] for i in chosen]).numpy()
+                batch = [texts[i] for i in chosen]
+                if self.graph is None:
+                    out[chosen] = self.encode(batch).numpy()
+                else:
+                    ids, mask, types = self._tokens(batch)
+                    out[chosen] = torch.nn.functional.normalize(self.graph(ids, mask, types), dim=-1).numpy()
         return out

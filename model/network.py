@@ -24,6 +24,12 @@ from model.tokenisation import Chunks
 logger = logging.getLogger(__name__)
 
 
+def token_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's token vectors (rows × hidden), padding left out."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 def pool_windows(windows: torch.Tensor, chunks: Chunks) -> torch.Tensor:
     """One vector per letter of ``chunks``: [mean, max] over its windows' vectors.
 
@@ -129,8 +135,7 @@ class TriageModel(PreTrainedModel):
         """
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids)
-        mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return token_mean(out.last_hidden_state, attention_mask)
 
     def letter_vectors(self, chunks: Chunks) -> torch.Tensor:
         """One vector per letter: [mean of windows, max of windows] of token-mean vectors."""

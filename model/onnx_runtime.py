@@ -1,5 +1,6 @@
-"""The encoder on ONNX Runtime: export the fine-tuned encoder-over-windows to ONNX, quantise
-it to int8, and run it in place of PyTorch.
+"""Encoders on ONNX Runtime: export a fine-tuned BERT-style encoder to ONNX, quantise it to
+int8, and run it in place of PyTorch. Used for the classifier's encoder and for the matter
+encoder (``model.matter``).
 
 The graph takes a batch of windows (``input_ids``, ``attention_mask``, ``token_type_ids``;
 the windows and tokens axes are dynamic) and returns each window's token-mean vector, as
@@ -17,7 +18,7 @@ exported from other weights (a model retrained or replaced since the export).
 
 Example::
 
-    export_onnx(model, tokenizer, Path("models/letters"), weights_sha256)
+    export_onnx(model.encoder, tokenizer.max_length, Path("models/letters"), weights_sha256)
     encoder = OnnxEncoder.load(Path("models/letters") / INT8_FILE, weights_sha256)
     windows = encoder(chunks.input_ids, chunks.attention_mask, chunks.token_type_ids)
 """
@@ -36,8 +37,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 from torch.export import Dim
 
-from model.network import TriageModel
-from model.tokenisation import LetterTokenizer
+from model.network import token_mean
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,15 @@ class OnnxModelError(ValueError):
 class _WindowGraph(nn.Module):
     """What is exported: token ids of windows in, token-mean vectors out."""
 
-    def __init__(self, model: TriageModel) -> None:
+    def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.encoder = encoder
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.window_vectors(input_ids, attention_mask, token_type_ids)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids)
+        return token_mean(out.last_hidden_state, attention_mask)
 
 
 def _save_with_hash(graph: onnx.ModelProto, path: Path, weights_sha256: str) -> None:
@@ -70,32 +72,35 @@ def _save_with_hash(graph: onnx.ModelProto, path: Path, weights_sha256: str) -> 
     onnx.save_model(graph, str(path))
 
 
-def _example(tokenizer: LetterTokenizer) -> dict[str, np.ndarray]:
-    """Windows of two letters: a short padded one and a long one cut into several windows."""
-    chunks = tokenizer(["例" * 5, "例" * (3 * tokenizer.max_length)])
-    return {name: getattr(chunks, name).numpy() for name in INPUTS}
+def _example(max_tokens: int, vocab_size: int) -> dict[str, np.ndarray]:
+    """Three full windows of varied token ids, the first padded after five tokens."""
+    ids = (np.arange(3 * max_tokens, dtype=np.int64).reshape(3, max_tokens) * 7) % (vocab_size - 1) + 1
+    mask = np.ones_like(ids)
+    mask[0, 5:] = 0
+    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def export_encoder(model: TriageModel, tokenizer: LetterTokenizer, path: Path,
-                   weights_sha256: str) -> Path:
-    """Export the encoder and token-mean pooling as an fp32 ONNX graph and check it against
-    PyTorch on a padded batch.
+def export_encoder(encoder: nn.Module, max_tokens: int, path: Path, weights_sha256: str) -> Path:
+    """Export a BERT-style encoder and token-mean pooling (windows of at most ``max_tokens``)
+    as an fp32 ONNX graph and check it against PyTorch on a padded batch.
 
     Raises:
         OnnxModelError: the graph's vectors differ from PyTorch's by more than
             ``EXPORT_TOLERANCE``.
     """
-    model = copy.deepcopy(model).eval()  # the caller's model keeps its attention
-    example = _example(tokenizer)
+    graph = _WindowGraph(copy.deepcopy(encoder)).eval()  # the caller's encoder keeps its attention
+    config = graph.encoder.config
+    max_tokens = min(max_tokens, config.max_position_embeddings)
+    example = _example(max_tokens, config.vocab_size)
     tensors = tuple(torch.from_numpy(example[name]) for name in INPUTS)
-    windows, tokens = Dim("windows"), Dim("tokens", max=tokenizer.max_length)
+    windows, tokens = Dim("windows"), Dim("tokens", max=max_tokens)
     with torch.no_grad():
-        expected = model.window_vectors(*tensors).numpy()
+        expected = graph(*tensors).numpy()
         # eager attention exports as plain MatMul/Softmax; PyTorch's fused attention exports
         # with masking (Where, IsNaN) that took ~15% of the int8 graph's time
-        model.encoder.set_attn_implementation("eager")
+        graph.encoder.set_attn_implementation("eager")
         program = torch.onnx.export(
-            _WindowGraph(model).eval(), tensors, dynamo=True, input_names=list(INPUTS),
+            graph, tensors, dynamo=True, input_names=list(INPUTS),
             output_names=["window_vectors"], external_data=False, verbose=False,
             dynamic_shapes=tuple({0: windows, 1: tokens} for _ in INPUTS))
     if program is None:  # only the legacy exporter returns None
@@ -120,17 +125,17 @@ def quantise_encoder(source: Path, target: Path, weights_sha256: str) -> Path:
     return target
 
 
-def export_onnx(model: TriageModel, tokenizer: LetterTokenizer, directory: Path,
+def export_onnx(encoder: nn.Module, max_tokens: int, directory: Path,
                 weights_sha256: str) -> tuple[Path, Path]:
     """Write ``encoder.onnx`` (fp32) and ``encoder.int8.onnx`` into a model directory.
 
     Args:
-        model: the trained network.
-        tokenizer: its letter tokenizer (windows of the example batch).
+        encoder: the trained BERT-style encoder (``TriageModel.encoder``, ``MatterEncoder.model``).
+        max_tokens: the longest window it is given.
         directory: the model directory the weights come from.
         weights_sha256: sha256 of the directory's weights, recorded in both graphs.
     """
-    fp32 = export_encoder(model, tokenizer, directory / ENCODER_FILE, weights_sha256)
+    fp32 = export_encoder(encoder, max_tokens, directory / ENCODER_FILE, weights_sha256)
     return fp32, quantise_encoder(fp32, directory / INT8_FILE, weights_sha256)
 
 

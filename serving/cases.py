@@ -1,16 +1,23 @@
 """Matters across restarts and replicas: the linking index is rebuilt from the store at
 start-up and catches up with letters other replicas stored before each lookup, so a
-letter of a known matter gets the same matter id wherever and whenever it arrives."""
+letter of a known matter gets the same matter id wherever and whenever it arrives.
+
+Each stored letter keeps the vector linking read when it arrived. A model with a new
+matter encoder reads letters into another vector space: :func:`reencode_vectors`
+(``triage reencode``) rewrites the stored vectors with it before it serves."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.keyfields import KeyFields
+from model.labels import LabelSchema
 from model.linking import Decision, Entry, MatterIndex, PairScorer
 from serving.store import Letter, Store, letters_for_index
 
@@ -64,3 +71,28 @@ class Matters:
 
     def use_scorer(self, scorer: PairScorer | None) -> None:
         self.index.scorer = scorer or PairScorer()
+
+
+def reencode_vectors(store: Store, vectors: Callable[[list[str]], np.ndarray], schema: LabelSchema,
+                     batch_size: int = 64, progress: Callable[[int], None] | None = None) -> int:
+    """Rewrite every stored letter's linking vector with ``vectors`` (e.g. ``Engine.vectors``
+    of a model with a new matter encoder), in id order, each batch read, encoded and then
+    committed on its own (the write lock is held only to write). Returns how many letters.
+
+    The service must restart (or reload) afterwards to rebuild its index from them."""
+    done, last = 0, 0
+    while True:
+        with store.session() as session:
+            rows: Sequence[tuple[int, str | None, str]] = session.execute(
+                select(Letter.id, Letter.title, Letter.text).where(Letter.id > last)
+                .order_by(Letter.id).limit(batch_size)).tuples().all()
+        if not rows:
+            return done
+        found = vectors([schema.join_text({"title": title, "text": text}) for _, title, text in rows])
+        with store.writing() as session:
+            for (letter_id, _, _), vector in zip(rows, found, strict=True):
+                session.get_one(Letter, letter_id).vector = vector_bytes(vector)
+        done += len(rows)
+        last = rows[-1][0]
+        if progress is not None:
+            progress(len(rows))

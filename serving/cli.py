@@ -1,4 +1,5 @@
-"""``triage serve``, ``triage keys ...`` and ``triage export``: the service's commands."""
+"""``triage serve``, ``triage keys ...``, ``triage export`` and ``triage reencode``: the
+service's commands."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import func, select
+from tqdm import tqdm
 
+from model.inference import ModelLoadError
 from model.labels import LabelSchema
+from serving.cases import reencode_vectors
 from serving.keys import ROLES, create_key, list_keys, revoke_key
 from serving.letters import export_records
 from serving.settings import ServiceSettings
-from serving.store import Store, StoreError
+from serving.store import Letter, Store, StoreError
 
 keys_app = typer.Typer(help="API keys (stored hashed; a key is shown once, when made).",
                        no_args_is_help=True)
@@ -95,4 +100,27 @@ def write_export(store: Store, schema: LabelSchema, out: Path) -> int:
     return count
 
 
-__all__ = ["export", "keys_app", "serve", "write_export"]
+def reencode(
+    model: Annotated[Path, typer.Option(help="model directory whose vectors the service will read")],
+    store: StoreOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="letters per committed batch")] = 64,
+) -> None:
+    """Rewrite every stored letter's linking vector with MODEL (its matter encoder, on the
+    runtime of TRIAGE_RUNTIME), after 'triage fit-linker' trained a new one. Restart or
+    reload the service afterwards: it rebuilds its index from the store."""
+    from serving.engine import Engine
+
+    try:
+        engine = Engine.load(model, runtime=ServiceSettings().runtime)
+    except ModelLoadError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    target = _store(store)
+    with target.session() as session:
+        total = session.scalar(select(func.count()).select_from(Letter)) or 0
+    with tqdm(total=total, desc="letters", unit="letter") as bar:
+        count = reencode_vectors(target, engine.vectors, engine.classifier.schema, batch_size, bar.update)
+    typer.echo(f"{count} stored letters re-encoded with {engine.version}")
+
+
+__all__ = ["export", "keys_app", "reencode", "serve", "write_export"]

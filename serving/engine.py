@@ -61,7 +61,8 @@ class Engine:
         linker = model_dir / LINKER_FILE
         scorer = PairScorer.load(linker) if linker.is_file() else None
         try:
-            matter = MatterEncoder.load(model_dir / MATTER_DIR) if (model_dir / MATTER_DIR).is_dir() else None
+            matter = (MatterEncoder.load(model_dir / MATTER_DIR, runtime)
+                      if (model_dir / MATTER_DIR).is_dir() else None)
         except MatterEncoderError as err:
             raise ModelLoadError(str(err)) from None
         logger.info("model %s loaded from %s (runtime %s, linker: %s)", classifier.version, model_dir,
@@ -72,6 +73,10 @@ class Engine:
     @property
     def version(self) -> str:
         return self.classifier.version
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """The vectors linking reads: the matter encoder's, or without one the classifier's."""
+        return self.matter.vectors(texts) if self.matter is not None else self.classifier.run(texts)[1]
 
     def analyse(self, texts: list[str]) -> list[Analysis]:
         """Calibrated answers, key fields and vectors of letters (blocking; run it in a thread)."""

@@ -59,7 +59,19 @@ def test_missing_label_field(schema: LabelSchema, letters: list, write_jsonl: Ca
 def test_unlabelled_input_loads_without_labels(schema: LabelSchema, write_jsonl: Callable) -> None:
     dataset, _ = load_letters([write_jsonl([{"id": "x", "text": "只有正文的来信内容"}])], schema,
                               require_labels=False)
-    assert dataset.column_names == ["id", "text", "group"]
+    assert dataset.column_names == ["id", "text", "group", "near_group"]
+
+
+def test_groups_and_near_groups_are_carried(schema: LabelSchema, letters: list,
+                                            write_jsonl: Callable) -> None:
+    letters[0].update(group="G1")
+    letters[1].update(near_group="G1")
+    dataset, _ = load_letters([write_jsonl(letters)], schema)
+    assert dataset["group"][:3] == ["G1", None, None]
+    assert dataset["near_group"][:3] == [None, "G1", None]
+    letters[1]["near_group"] = 5
+    with pytest.raises(DataError, match=re.escape(":2: near_group: expected a string or null, found 5")):
+        load_letters([write_jsonl(letters)], schema)
 
 
 def test_duplicate_id_names_the_first_line(schema: LabelSchema, letters: list,

@@ -55,8 +55,8 @@ def test_train_evaluate_predict_reload(tiny_base: Path, tmp_path: Path) -> None:
     assert run["letters"] == {"loaded": 54, "skipped": 0, "train": 37, "validation": 17}
     assert run["data"][0]["sha256"] and run["label_counts"]["sector"]["campus_meals"] > 0
     assert set(run["calibration"]["temperatures"]) == {"sector", "violations", "repeat_cue"}
-    assert set(run["lexical"]["validation_scores"]) == {"sector", "violations", "repeat_cue"}
-    assert len(run["lexical"]["validation_scores"]["sector"]) == 10
+    assert set(run["lexical"]["validation_log_loss"]) == {"sector", "violations", "repeat_cue"}
+    assert len(run["lexical"]["validation_log_loss"]["sector"]) == 10
     assert run["calibration"]["lexical_weights"] == run["lexical"]["weights"]
     assert (out / "lexical.safetensors").is_file() == any(run["lexical"]["weights"].values())
     assert "research use only" in (out / "README.md").read_text(encoding="utf-8")

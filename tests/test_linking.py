@@ -5,18 +5,23 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
 
 from model.keyfields import extract_key_fields
+from model.labels import LabelSchema
 from model.linking import FEATURES, Entry, MatterIndex, PairScorer, pair_features
-from serving.cases import entry_from_letter, rebuild_index, vector_bytes
+from serving.cases import VECTOR_DTYPE, entry_from_letter, rebuild_index, reencode_vectors, vector_bytes
+from serving.engine import Engine
 from serving.store import Letter, Store
+from training.cli import app
 
 FIRST = "石桥村村支书李建国把集体鱼塘低价承包给他小舅子，一年租金才两千元，村民都有意见"
 REPHRASED = "来电人反映：石桥村书记李建国将村里的鱼塘以每年两千元的价格租给自家亲戚，请查处"
 HARD_NEGATIVE = "石桥村村支书李建国家的狗天天半夜乱叫，吵得邻居睡不着"
 UNRELATED = "青山殡仪馆强制家属购买八千元的骨灰盒"
 # weights chosen by hand for these tests: shared village, names, amounts and sector matter
-SCORER = PairScorer(weights=[0.0, 2.0, 0.0, 2.0, 0.5, 2.0, 1.5, 3.0, -7.0], threshold=0.5)
+SCORER = PairScorer(weights=[0.0, 0.0, 2.0, 0.0, 2.0, 0.5, 2.0, 1.5, 3.0, -7.0], threshold=0.5)
 
 
 def _entry(letter_id: str, text: str, sector: str, days: int = 0) -> Entry:
@@ -55,6 +60,28 @@ def test_a_scorer_without_vectors_ignores_them(tmp_path) -> None:  # noqa: ANN00
     assert PairScorer.load(tmp_path / "linking.json").use_vectors is False
 
 
+def test_the_cosine_margin_discounts_a_letter_close_to_many() -> None:
+    index = MatterIndex(scorer=SCORER, top_k=2)
+    crowd = [Entry(f"c{i}", f"甲{i}", extract_key_fields(""), vector=np.array([1.0, 0.02 * i, 0.0]))
+             for i in range(12)]
+    for entry in [*crowd, Entry("lone", "乙", extract_key_fields(""), vector=np.array([0.0, 0.0, 1.0]))]:
+        index.add(entry, entry.letter_id)
+    common = Entry("q1", "丙", extract_key_fields(""), vector=np.array([1.0, 0.0, 0.0]))
+    specific = Entry("q2", "丁", extract_key_fields(""), vector=np.array([0.1, 0.0, 1.0]))
+
+    def cosine_and_margin(entry: Entry, other: str) -> tuple[float, float]:
+        ids, features = index.features(entry)
+        row = dict(zip(FEATURES, features[ids.index(other)], strict=True))
+        return row["cosine"], row["cosine_margin"]
+
+    common_cosine, common_margin = cosine_and_margin(common, "c0")
+    specific_cosine, specific_margin = cosine_and_margin(specific, "lone")
+    assert common_cosine > specific_cosine  # the crowd's letter is closer...
+    assert specific_margin > 0.7 > 0.05 > common_margin  # ...but so are ten others
+    top_ten = np.sort([float(e.vector @ specific.vector) for e in index.entries.values()])[-10:]
+    assert specific_margin == pytest.approx(specific_cosine - top_ten.mean())
+
+
 def test_letters_outside_the_time_window_are_not_candidates() -> None:
     index = MatterIndex(scorer=SCORER, window_days=30)
     index.add(_entry("a", FIRST, "rural_collective_assets"), "matter-1")
@@ -84,6 +111,52 @@ def test_matter_id_is_stable_across_restarts(store_url: str) -> None:
     assert index.link(_entry("L-2", REPHRASED, "rural_collective_assets", 5)).matter_id == "matter-1"
 
 
+def _store_letters(url: str, texts: list[tuple[str | None, str]]) -> Store:
+    store = Store(url)
+    with store.session() as session:
+        for i, (title, text) in enumerate(texts):
+            session.add(Letter(external_id=f"r-{i}", received_at=datetime(2026, 1, 1, tzinfo=UTC),
+                               title=title, text=text, predictions={}, confidence=1.0,
+                               needs_review=False, model_version="old", key_fields={}, matter_id=f"m{i}",
+                               repeat_of=[], vector=vector_bytes(np.array([1.0, 0.0]))))
+    return store
+
+
+def _stored_vectors(store: Store) -> list[np.ndarray]:
+    with store.session() as session:
+        return [np.frombuffer(v, dtype=VECTOR_DTYPE) for v in
+                session.scalars(select(Letter.vector).order_by(Letter.id))]
+
+
+def test_reencoding_rewrites_every_stored_vector(store_url: str, schema: LabelSchema) -> None:
+    store = _store_letters(store_url, [("标题", "第一封来信"), (None, "第二封"), (None, "三"),
+                                       (None, "第四封来信内容"), (None, "五")])
+    seen: list[str] = []
+
+    def vectors(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.array([[0.0, float(len(t))] for t in texts])
+
+    assert reencode_vectors(store, vectors, schema, batch_size=2) == 5
+    assert seen == ["标题\n第一封来信", "第二封", "三", "第四封来信内容", "五"]  # title and text, as at intake
+    assert [v.tolist() for v in _stored_vectors(store)] == [[0.0, float(len(t))] for t in seen]
+
+
+def test_triage_reencode_uses_the_models_vectors(tiny_model, tmp_path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'letters.db'}"
+    texts = ["村里低保名单全是干部亲戚", "学校食堂饭菜越来越少"]
+    store = _store_letters(url, [(None, t) for t in texts])
+    result = CliRunner().invoke(app, ["reencode", "--model", str(tiny_model), "--store", url])
+    assert result.exit_code == 0, result.output
+    assert "2 stored letters re-encoded" in result.output
+    expected = Engine.load(tiny_model).vectors(texts)
+    for found, wanted in zip(_stored_vectors(store), expected, strict=True):
+        assert np.allclose(found, wanted, atol=2e-2 * np.abs(wanted).max())
+
+    result = CliRunner().invoke(app, ["reencode", "--model", str(tmp_path / "none"), "--store", url])
+    assert result.exit_code == 2 and "none" in result.output
+
+
 def test_stored_vectors_round_trip(tmp_path) -> None:
     letter = Letter(external_id="v", received_at=datetime(2026, 1, 1, tzinfo=UTC), text="来信内容",
                     predictions={}, confidence=1.0, needs_review=False, model_version="v",
@@ -95,7 +168,7 @@ def test_stored_vectors_round_trip(tmp_path) -> None:
 def test_fitted_scorer_meets_the_precision_target() -> None:
     rng = np.random.default_rng(0)
     same = (rng.random(2000) < 0.2).astype(int)
-    features = np.column_stack([rng.normal(same * 1.5, 1.0), *([np.zeros(2000)] * 7), np.ones(2000)])
+    features = np.column_stack([rng.normal(same * 1.5, 1.0), *([np.zeros(2000)] * 8), np.ones(2000)])
     scorer = PairScorer.fit(features, same, precision=0.95)
     kept = scorer.probability(features) >= scorer.threshold
     assert same[kept].mean() >= 0.95

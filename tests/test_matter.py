@@ -13,11 +13,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from model.inference import Runtime
 from model.linking import LINKER_FILE, PairScorer
 from model.matter import MATTER_DIR, MatterEncoder, MatterEncoderError
+from model.onnx_runtime import INT8_FILE
 from serving.engine import Engine
 from training.cli import app
-from training.matter import MatterTraining, held_out_groups, train_matter_encoder
+from training.matter import (
+    MatterTraining,
+    held_out_groups,
+    same_matter_precision,
+    train_matter_encoder,
+)
 from training.retrain import retrain
 
 PLACES = ["白水村", "青山村", "高家村", "马家村", "金山村", "长安村", "西山村", "新家村", "文明村", "海子村"]
@@ -67,6 +74,31 @@ def test_training_pulls_letters_of_one_matter_together(tiny_base: Path, tmp_path
     texts = [r["text"] for r in rows[:4]]
     assert np.allclose(again.vectors(texts), encoder.vectors(texts), atol=1e-5)
     assert np.allclose(np.linalg.norm(again.vectors(texts), axis=1), 1.0, atol=1e-5)
+
+
+def test_hard_negatives_train_and_the_best_held_out_check_is_kept(tiny_base: Path) -> None:
+    rows = grouped_letters()
+    near = [{"text": f"{place}的路灯坏了半年没人修", "group": None, "near_group": f"G{g}"}
+            for g, place in enumerate(PLACES)]
+    texts = [r["text"] for r in rows + near]
+    groups = [r["group"] for r in rows + near]
+    near_groups = [None] * len(rows) + [r["near_group"] for r in near]
+    held = {"G0", "G1", "G2"}
+    settings = MatterTraining(steps=6, check_every=2, batch_groups=4, max_tokens=32, learning_rate=2e-3)
+
+    encoder = train_matter_encoder(texts, groups, str(tiny_base), settings, near_groups=near_groups,
+                                   held_out=held, bf16=False)
+
+    record = encoder.record
+    assert [c["step"] for c in record["checks"]] == [0, 2, 4, 6]
+    assert record["hard_negatives"] == 7  # those of the 7 training groups; the rest are checked on
+    best = max(c["average_precision"] for c in record["checks"])
+    assert record["best_step"] in [c["step"] for c in record["checks"] if c["average_precision"] == best]
+    checked = [(t, g if g in held else None) for t, g, n in zip(texts, groups, near_groups, strict=True)
+               if g in held or n in held]
+    assert len(checked) == 12  # 3 groups of 3, and their 3 hard negatives
+    kept = same_matter_precision(encoder, [t for t, _ in checked], [g for _, g in checked])
+    assert abs(kept - best) < 1e-3  # the weights kept are the best check's
 
 
 def test_held_out_groups_are_a_seeded_share_of_the_groups() -> None:
@@ -131,6 +163,26 @@ def test_fit_linker_writes_an_encoder_and_a_scorer_the_service_uses(
     assert result.exit_code == 0, result.output
     assert not (model / MATTER_DIR).exists() and not PairScorer.load(model / LINKER_FILE).use_vectors
     assert Engine.load(model).matter is None
+
+
+def test_the_matter_encoder_runs_on_its_int8_graph(tiny_model: Path, tiny_base: Path,
+                                                    tmp_path: Path) -> None:
+    model, _ = fitted_copy(tiny_model, tiny_base, tmp_path, steps=2)
+    result = CliRunner().invoke(app, ["export-onnx", "--model", str(model)])
+    assert result.exit_code == 0, result.output
+    assert (model / INT8_FILE).is_file() and (model / MATTER_DIR / INT8_FILE).is_file()
+    texts = [r["text"] for r in grouped_letters()[::5]]
+    reference = MatterEncoder.load(model / MATTER_DIR).vectors(texts)
+
+    engine = Engine.load(model, runtime=Runtime.ONNX_INT8)
+    assert engine.matter is not None and engine.matter.graph is not None
+    found = engine.matter.vectors(texts)
+    assert np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-5)
+    assert (np.sum(found * reference, axis=1) > 0.98).all()  # int8 weights, the same directions
+
+    shutil.copy(model / INT8_FILE, model / MATTER_DIR / INT8_FILE)  # the classifier's graph
+    with pytest.raises(MatterEncoderError, match="exported from other weights"):
+        MatterEncoder.load(model / MATTER_DIR, Runtime.ONNX_INT8)
 
 
 def test_retraining_keeps_the_matter_encoder_and_refits_the_scorer(

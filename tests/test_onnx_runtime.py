@@ -29,7 +29,8 @@ def exported(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A copy of the tiny model with both ONNX graphs written into it."""
     directory = _copy(tiny_model, tmp_path_factory.mktemp("onnx") / "model")
     classifier = Classifier.load(directory)
-    export_onnx(classifier.model, classifier.tokenizer, directory, file_sha256(directory / WEIGHTS_FILE))
+    export_onnx(classifier.model.encoder, classifier.tokenizer.max_length, directory,
+                file_sha256(directory / WEIGHTS_FILE))
     return directory
 
 

@@ -80,7 +80,8 @@ def test_a_candidate_of_an_int8_model_gets_its_own_graphs(tiny_model: Path, tiny
     live = tmp_path / "live"
     shutil.copytree(tiny_model, live)
     classifier = Classifier.load(live)
-    export_onnx(classifier.model, classifier.tokenizer, live, file_sha256(live / WEIGHTS_FILE))
+    export_onnx(classifier.model.encoder, classifier.tokenizer.max_length, live,
+                file_sha256(live / WEIGHTS_FILE))
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in topic_letters()),
                       encoding="utf-8")

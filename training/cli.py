@@ -17,7 +17,7 @@ from model.inference import WEIGHTS_FILE, Classifier, ModelLoadError, Runtime, f
 from model.labels import LabelSchema, LabelSchemaError
 from model.linking import LINK_PRECISION, LINKER_FILE, PairScorer
 from model.matter import MATTER_DIR, MatterEncoder, MatterEncoderError
-from model.onnx_runtime import OnnxModelError, export_onnx
+from model.onnx_runtime import INT8_FILE, OnnxModelError, export_onnx
 from serving import cli as serving_cli
 from training.baseline import TfidfBaseline
 from training.corpus import check_corpus, format_report
@@ -47,6 +47,7 @@ data_app = typer.Typer(help="Check corpus files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(serving_cli.keys_app, name="keys")
 app.command("serve")(serving_cli.serve)
+app.command("reencode")(serving_cli.reencode)
 app.command("export")(serving_cli.export)
 
 LabelsOption = Annotated[Path, typer.Option("--labels", help="labels file (heads and text fields)")]
@@ -281,12 +282,15 @@ def export_onnx_command(
     model: Annotated[Path, typer.Option(help="model directory (the graphs are written into it)")],
 ) -> None:
     """Export the encoder to MODEL/encoder.onnx and its int8 quantisation to
-    MODEL/encoder.int8.onnx (for --runtime onnx-int8)."""
+    MODEL/encoder.int8.onnx (for --runtime onnx-int8); the matter encoder's likewise into
+    MODEL/matter/ when there is one."""
     try:
         classifier = Classifier.load(model)
-        paths = export_onnx(classifier.model, classifier.tokenizer, model,
-                            file_sha256(model / WEIGHTS_FILE))
-    except (ModelLoadError, OnnxModelError) as err:
+        paths = list(export_onnx(classifier.model.encoder, classifier.tokenizer.max_length, model,
+                                 file_sha256(model / WEIGHTS_FILE)))
+        if (model / MATTER_DIR).is_dir():
+            paths += MatterEncoder.load(model / MATTER_DIR).export_onnx(model / MATTER_DIR)
+    except (ModelLoadError, MatterEncoderError, OnnxModelError) as err:
         raise _fail(str(err)) from None
     for path in paths:
         typer.echo(f"{path} ({path.stat().st_size / 2**20:.1f} MB)")
@@ -326,6 +330,8 @@ def fit_linker_command(
     shutil.rmtree(model / MATTER_DIR, ignore_errors=True)
     if matter:
         fitted.encoder.save(model / MATTER_DIR)
+        if (model / INT8_FILE).is_file():  # the model runs on int8 graphs: the matter encoder too
+            fitted.encoder.export_onnx(model / MATTER_DIR)
     scores = evaluate_linking(entries, groups, scorer)
     typer.echo(f"linker in {model / LINKER_FILE}{' and ' + str(model / MATTER_DIR) if matter else ''}; "
                f"on the {len(entries)} letters it was fitted on: pair precision "

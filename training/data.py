@@ -35,6 +35,10 @@ CSV_SUFFIXES = (".csv",)
 CSV_BOOLEANS = {"true": True, "1": True, "yes": True, "是": True,
                 "false": False, "0": False, "no": False, "否": False, "": False}
 MAX_ERRORS_SHOWN = 50
+# Optional fields for linking: ``group`` names a matter shared by several letters;
+# ``near_group`` names a matter this letter is a hard negative of (same place or
+# official, another matter).
+GROUP_FIELDS = ("group", "near_group")
 
 
 @dataclass(frozen=True)
@@ -234,15 +238,17 @@ def check_row(
         if values.get(name) is not None and not isinstance(values[name], str):
             found = f"{type(values[name]).__name__} {_short(values[name])}"
             problem(name, "a string or null", found)
-    for name in ("id", *schema.text_fields, "group"):
+    for name in ("id", *schema.text_fields, *GROUP_FIELDS):
         if isinstance(values.get(name), str) and _has_lone_surrogate(values[name]):
             problem(name, "Unicode text", "a lone UTF-16 surrogate (\\ud800-\\udfff); re-export the file")
     text = schema.join_text({k: v for k, v in values.items() if isinstance(v, str)})
     if not text.strip():
         problem("/".join(schema.text_fields), "non-empty text", "empty or whitespace-only text")
-    clean: dict[str, Any] = {"id": record_id, "text": text, "group": values.get("group")}
-    if clean["group"] is not None and not isinstance(clean["group"], str):
-        problem("group", "a string or null", _short(clean["group"]))
+    clean: dict[str, Any] = {"id": record_id, "text": text}
+    for name in GROUP_FIELDS:
+        clean[name] = values.get(name)
+        if clean[name] is not None and not isinstance(clean[name], str):
+            problem(name, "a string or null", _short(clean[name]))
     for name, head in schema.heads.items():
         if name not in values:
             if require_labels:
@@ -278,7 +284,8 @@ def load_letters(
             instead of failing.
 
     Returns:
-        The dataset (columns ``id``, ``text``, ``group`` and one per head present) and a
+        The dataset (columns ``id``, ``text``, ``group``, ``near_group`` and one per head
+        present) and a
         report of rows read, loaded and skipped.
 
     Raises:

@@ -218,11 +218,6 @@ def uncalibrated_headline(
     return headline(score_all(schema, {n: dataset[n] for n in schema.heads}, predicted))
 
 
-def head_scores(headline_scores: dict[str, float]) -> dict[str, float]:
-    """Per head, the figure :func:`selection_score` averages (macro-F1 or F1)."""
-    return {k.split(".")[0]: v for k, v in headline_scores.items() if k.endswith((".macro_f1", ".f1"))}
-
-
 def selection_score(headline_scores: dict[str, float]) -> float:
     """The figure that picks the best epoch: the mean of each head's macro-F1 (``single``,
     ``multi``) or F1 (``binary``). Loss is not used: it rises as outputs grow confident
@@ -323,8 +318,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     lexical, lexical_weights, lexical_scores = None, {}, {}
     if args.lexical:
         lexical, lexical_weights, lexical_scores = blend_lexical(
-            schema, train_set, train_gold, val_set, val_logits,
-            lambda logits: head_scores(uncalibrated_headline(schema, logits, val_set)))
+            schema, train_set, train_gold, val_set, val_logits, val_gold)
         if lexical is not None:
             val_logits = blended(val_logits, lexical.logits(list(val_set["text"])), lexical_weights)
     calibration = calibrate(schema, val_logits, val_gold, args.review_target)
@@ -340,7 +334,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                          for name, head in schema.heads.items()},
         "history": history,
         "best_epoch": best_epoch,
-        "lexical": {"weights": lexical_weights, "validation_scores": {
+        "lexical": {"weights": lexical_weights, "validation_log_loss": {
             head: {str(w): round(v, 4) for w, v in by_weight.items()}
             for head, by_weight in lexical_scores.items()}},
         "calibration": calibration.to_dict(),

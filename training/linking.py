@@ -19,7 +19,7 @@ from datasets import Dataset
 
 from model.inference import Classifier
 from model.keyfields import extract_key_fields
-from model.linking import LINK_PRECISION, Entry, MatterIndex, PairScorer, pair_features
+from model.linking import LINK_PRECISION, Entry, MatterIndex, PairScorer
 from model.matter import MatterEncoder
 from training.matter import MatterTraining, held_out_groups, train_matter_encoder
 
@@ -53,10 +53,10 @@ def candidate_pairs(
     index = MatterIndex(scorer=PairScorer(use_vectors=use_vectors))
     rows, labels = [], []
     for entry in entries:
-        for other in sorted(index.candidates(entry)):
-            rows.append(pair_features(entry, index.entries[other], index.frequencies, use_vectors))
-            labels.append(int(group_of[entry.letter_id] is not None
-                              and group_of[entry.letter_id] == group_of[other]))
+        ids, features = index.features(entry)
+        rows.append(features)
+        labels += [int(group_of[entry.letter_id] is not None and group_of[entry.letter_id] == group_of[i])
+                   for i in ids]
         index.add(entry, entry.letter_id)
     return np.vstack(rows), np.asarray(labels)
 
@@ -97,15 +97,17 @@ class FittedLinker:
 def fit_linker(dataset: Dataset, classifier: Classifier, settings: MatterTraining,
                precision: float = LINK_PRECISION, *, base_model: str | None = None,
                encoder: MatterEncoder | None = None) -> FittedLinker:
-    """Train a matter encoder from ``base_model`` on most of the groups, then fit the pair
-    scorer on the rest. With ``encoder`` given (e.g. when a retrained classifier keeps the
-    live model's), only the scorer is refitted, on the groups that encoder held out."""
+    """Train a matter encoder from ``base_model`` on most of the groups (choosing its step
+    on the rest), then fit the pair scorer on the rest. With ``encoder`` given (e.g. when a
+    retrained classifier keeps the live model's), only the scorer is refitted, on the groups
+    that encoder held out."""
     if encoder is None:
         if base_model is None:
             raise ValueError("fit_linker needs a base_model to train a matter encoder from")
         held_out = held_out_groups(dataset["group"], settings.fit_fraction, settings.seed)
-        training = [g if g not in held_out else None for g in dataset["group"]]
-        encoder = train_matter_encoder(dataset["text"], training, base_model, settings)
+        near = dataset["near_group"] if "near_group" in dataset.column_names else None
+        encoder = train_matter_encoder(dataset["text"], dataset["group"], base_model, settings,
+                                       near_groups=near, held_out=held_out)
         encoder.record["held_out_groups"] = sorted(held_out)
     else:
         settings = MatterTraining(**encoder.record["training"])

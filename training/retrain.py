@@ -99,8 +99,11 @@ def retrain(reviewed: Sequence[dict[str, Any]], base_files: Sequence[Path], mode
             fitted.encoder.save(out / MATTER_DIR)
         else:
             fit_scorer(entries_for(grouped, candidate), grouped["group"]).save(out / LINKER_FILE)
-    if (model_dir / INT8_FILE).is_file():
-        export_onnx(candidate.model, candidate.tokenizer, out, file_sha256(out / WEIGHTS_FILE))
+    if (model_dir / INT8_FILE).is_file():  # the live model runs on int8 graphs: so must this one
+        export_onnx(candidate.model.encoder, candidate.tokenizer.max_length, out,
+                    file_sha256(out / WEIGHTS_FILE))
+        if (out / MATTER_DIR).is_dir():
+            MatterEncoder.load(out / MATTER_DIR).export_onnx(out / MATTER_DIR)
     evaluation, _ = load_letters([eval_file], schema)
     rows = compare(schema, evaluate_classifier(current, evaluation),
                    evaluate_classifier(candidate, evaluation))
