@@ -71,7 +71,6 @@ def build(size: int, real: list[Entry], sentences: list[str], seed: int) -> Matt
     for n in range(size):
         entry = real[n] if n < len(real) else generated_entry(n, sentences, fields, rng, start)
         index.add(entry, f"m{n}")
-    index.candidates(real[0])  # stack the pending vectors once, as the first lookup would
     return index
 
 

@@ -5,11 +5,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import Dataset
 
+from model.calibration import calibrated_nll
 from model.labels import LabelSchema
 from model.lexical import UNSEEN_LOGIT, VOCABULARY_FILE, LexicalHeads
 from tests.conftest import topic_letters
+from training.blend import blend_lexical
 from training.evaluate import indicator
+from training.finetune import gold_matrices
 
 
 def _fit(schema: LabelSchema) -> tuple[LexicalHeads, list[dict]]:
@@ -79,3 +83,26 @@ def test_the_classifier_blends_lexical_logits_and_refuses_a_missing_file(
     (directory / "lexical.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="calibrated with lexical heads but has no lexical.safetensors"):
         Classifier.load(directory)
+
+
+def test_blend_weights_are_chosen_by_calibrated_log_loss(schema: LabelSchema) -> None:
+    rows = topic_letters(3)
+    train_set, val_set = Dataset.from_list(rows[::2]), Dataset.from_list(rows[1::2])
+    train_gold, val_gold = gold_matrices(schema, train_set), gold_matrices(schema, val_set)
+    knows_nothing = {name: np.zeros(gold.shape) for name, gold in val_gold.items()}
+
+    lexical, weights, losses = blend_lexical(schema, train_set, train_gold, val_set, knows_nothing, val_gold)
+
+    assert lexical is not None and weights["sector"] > 0 and weights["violations"] > 0
+    for name, by_weight in losses.items():
+        assert by_weight[weights[name]] == min(by_weight.values())
+    assert losses["sector"][weights["sector"]] < losses["sector"][0.0]
+
+
+def test_calibrated_log_loss_does_not_depend_on_the_scale_of_the_logits() -> None:
+    rng = np.random.default_rng(0)
+    gold = np.eye(3)[rng.integers(0, 3, 300)]
+    logits = rng.normal(size=(300, 3)) + 2 * gold
+    assert calibrated_nll(5 * logits, gold, "single") == pytest.approx(
+        calibrated_nll(logits, gold, "single"), rel=1e-3)
+    assert calibrated_nll(logits, gold, "single") < calibrated_nll(-logits, gold, "single")

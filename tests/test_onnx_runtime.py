@@ -44,6 +44,13 @@ def test_fp32_graph_reproduces_torch_logits(exported: Path) -> None:
     np.testing.assert_allclose(vectors, expected_vectors, atol=1e-4)
 
 
+def test_sessions_use_two_threads_that_do_not_spin(exported: Path) -> None:
+    session = OnnxEncoder.load(exported / INT8_FILE, file_sha256(exported / WEIGHTS_FILE)).session
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_int8_answers_follow_the_contract_and_agree_with_torch(exported: Path) -> None:
     reference = Classifier.load(exported)
     int8 = Classifier.load(exported, runtime="onnx-int8")

@@ -243,9 +243,9 @@ def write_model_card(directory: Path) -> Path:
         "",
         f"Kept: epoch {run.get('best_epoch', '?')} (best validation score).",
         "",
-        "Lexical heads (character 1-3-gram TF-IDF, one logistic layer per head, fitted on the "
-        "training split) add their logits with these weights, chosen per head on the "
-        "validation split (0: the encoder alone): " + (", ".join(
+        "Lexical heads (word 1-2-gram and character 1-3-gram TF-IDF, one logistic layer per "
+        "head, fitted on the training split) add their logits with these weights, chosen per "
+        "head by the calibrated validation log-loss (0: the encoder alone): " + (", ".join(
             f"{head} {w:g}" for head, w in calibration.get("lexical_weights", {}).items()) or "none") + ".",
         "",
         "## Calibration and review",
