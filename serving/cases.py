@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from model.keyfields import KeyFields
@@ -89,9 +89,9 @@ def reencode_vectors(store: Store, vectors: Callable[[list[str]], np.ndarray], s
         if not rows:
             return done
         found = vectors([schema.join_text({"title": title, "text": text}) for _, title, text in rows])
-        with store.writing() as session:
-            for (letter_id, _, _), vector in zip(rows, found, strict=True):
-                session.get_one(Letter, letter_id).vector = vector_bytes(vector)
+        with store.writing() as session:  # one UPDATE by primary key for the whole batch
+            session.execute(update(Letter), [{"id": letter_id, "vector": vector_bytes(vector)}
+                                             for (letter_id, _, _), vector in zip(rows, found, strict=True)])
         done += len(rows)
         last = rows[-1][0]
         if progress is not None:
