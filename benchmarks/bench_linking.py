@@ -4,9 +4,10 @@ Stored letters: the TipDM messages (real citizen posts) plus generated ones made
 recombining their sentences under invented place and person names, so that places,
 names and wording overlap as they do in a real store. Letter vectors are random unit
 vectors of the encoder's width: the encoder's time is measured separately
-(bench_inference.py); here only the lookup counts.
+(bench_inference.py); here only the lookup counts. numpy's BLAS runs on ``--blas-threads``
+threads (the service's setting TRIAGE_BLAS_THREADS; default 1).
 
-Usage: python benchmarks/bench_linking.py [--sizes 10000 100000] [--queries 300]
+Usage: python benchmarks/bench_linking.py [--sizes 10000 100000] [--queries 300] [--blas-threads 1]
 Writes benchmarks/results/linking.json and a line in docs/benchmarks.md.
 """
 
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from model.keyfields import KeyFields, Person, extract_key_fields
 from model.linking import Entry, MatterIndex, PairScorer
@@ -97,8 +99,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--blas-threads", type=int, default=1, help="as TRIAGE_BLAS_THREADS")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
     args = parser.parse_args()
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     texts = load_messages(7200)
     began = time.perf_counter()
     real = [Entry(letter_id=f"t{i}", text=t, key_fields=extract_key_fields(t),
@@ -115,6 +123,7 @@ def main() -> None:
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": f"{platform.processor() or platform.machine()}, "
                           f"{__import__('os').cpu_count()} cores",
+               "blas_threads": args.blas_threads,
                "key_field_extraction_ms_per_letter": extraction_ms, "sizes": {}}
     for size in args.sizes:
         before = _rss_mb()
@@ -130,7 +139,8 @@ def main() -> None:
         del index
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    line = (f"| {results['date'][:10]} | bench_linking | {results['machine']} | " + "; ".join(
+    line = (f"| {results['date'][:10]} | bench_linking | {results['machine']}, BLAS threads "
+            f"{args.blas_threads} | " + "; ".join(
         f"{n} letters: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, index {r['index_mb']:.0f} MB"
         for n, r in results["sizes"].items()) + " |\n")
     with (ROOT / "docs" / "benchmarks.md").open("a", encoding="utf-8") as f:

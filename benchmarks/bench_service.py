@@ -5,7 +5,7 @@ with 10,000 stored letters.
 Steps, all on 127.0.0.1:
 1. Offline: the model alone (``Engine.analyse``: classifier and key fields) on the dev-set
    letters in batches of ``--micro-batch``, with nothing else running: the throughput the
-   service can at best reach.
+   service can at best reach. numpy's BLAS runs on one thread here, as in the service.
 2. A fresh SQLite store is filled with ``--stored`` letters (TipDM messages, as many as there
    are, then recombined ones) through the service's own linking and storing code. To keep
    this step short, the model's answers for ``--analysed`` messages are reused cyclically:
@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 import numpy as np
 from bench_linking import MESSAGES
+from threadpoolctl import threadpool_limits
 
 from model.inference import Runtime, length_batches
 from model.keyfields import extract_key_fields
@@ -96,15 +97,15 @@ def fill_store(store: Store, engine: Engine, texts: list[str], analysed: int) ->
     began = time.perf_counter()
     analyses = engine.analyse(texts[:analysed])
     model_seconds = time.perf_counter() - began
-    matters = Matters(store, engine.scorer)
+    matters = Matters(store, engine.scorer, engine.vector_space)
     schema, start = engine.classifier.schema, datetime(2024, 1, 1, tzinfo=UTC)
     with matters.lock, store.writing() as session:
         for i, text in enumerate(texts):
             reused = analyses[i % analysed]
-            analysis = Analysis(reused.answer, extract_key_fields(text), reused.vector)
+            analysis = Analysis(reused.answer, extract_key_fields(text), reused.vector, reused.vector_space)
             given = LetterIn(external_id=f"stored-{i}", text=text, source="bench",
                              received_at=start + timedelta(minutes=10 * i))
-            decision = matters.link(linking_entry(schema, given, analysis))
+            decision = matters.link(linking_entry(schema, given, analysis, matters.vector_space))
             session.add(new_letter(schema, given, analysis, decision, "bench"))
     return {"letters": len(texts), "analysed": analysed, "model_seconds": model_seconds,
             "seconds": time.perf_counter() - began}
@@ -246,4 +247,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with threadpool_limits(limits=1, user_api="blas"):  # as in the service (serving/app.py)
+        main()

@@ -35,6 +35,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +97,17 @@ class Entry:
             norm = float(np.linalg.norm(self.vector))
             self.vector = (self.vector / norm if norm else self.vector).astype(np.float32)
 
-    @property
+    @cached_property
     def local_places(self) -> set[str]:
         """Villages, towns and institutions (a bare '五组' is too common to mean anything)."""
         return {p for p in self.key_fields.places
                 if not p.endswith(BROAD_SUFFIXES) and not GROUP_NUMBER.match(p)}
 
-    @property
+    @cached_property
     def broad_places(self) -> set[str]:
         return {p for p in self.key_fields.places if p.endswith(BROAD_SUFFIXES)}
 
-    @property
+    @cached_property
     def names(self) -> set[str]:
         return {p.name for p in self.key_fields.people if p.name and "某" not in p.name}
 
@@ -125,26 +127,32 @@ class WordFrequencies:
         self.counts: Counter[str] = Counter()
         self.keys: Counter[str] = Counter()
         self.documents = 0
+        # log(count + 1) of every word seen, updated as letters are added: an IDF sum over a
+        # set is then one C-level pass (it had been 70% of linking's time, a log per word)
+        self._log_counts: dict[str, float] = {}
 
     def add(self, words: frozenset[str], keys: Iterable[str] = ()) -> None:
         self.counts.update(words)
         self.keys.update(keys)
         self.documents += 1
+        for word in words:
+            self._log_counts[word] = math.log(self.counts[word] + 1)
 
     def rare(self, keys: set[str]) -> set[str]:
         """The places or names among ``keys`` that are not common in the letters seen."""
         limit = max(COMMON_MIN, COMMON_SHARE * self.documents)
         return {k for k in keys if self.keys[k] <= limit}
 
-    def idf(self, word: str) -> float:
-        return math.log((self.documents + 1) / (self.counts[word] + 1)) + 1.0
+    def idf_sum(self, words: frozenset[str]) -> float:
+        """The sum over ``words`` of idf(w) = log((documents + 1) / (count(w) + 1)) + 1."""
+        constant = math.log(self.documents + 1) + 1.0
+        return len(words) * constant - sum(map(self._log_counts.get, words, repeat(0.0)))
 
     def overlap(self, a: frozenset[str], b: frozenset[str]) -> float:
         """IDF-weighted Jaccard of two word sets: rare shared words weigh most."""
-        union = a | b
-        if not union:
+        if not a and not b:
             return 0.0
-        return sum(self.idf(w) for w in a & b) / sum(self.idf(w) for w in union)
+        return self.idf_sum(a & b) / (self.idf_sum(a) + self.idf_sum(b - a))
 
 
 def pair_features(a: Entry, b: Entry, frequencies: WordFrequencies | None = None,
@@ -300,6 +308,15 @@ class MatterIndex:
                 self._buffer = grown
             self._buffer[count] = entry.vector
             self._ids.append(entry.letter_id)
+
+    def drop_vectors(self) -> int:
+        """Forget every indexed vector (they came from an encoder no longer used); returns
+        how many. Those letters stay candidates by wording, places and names."""
+        dropped = len(self._ids)
+        for entry in self.entries.values():
+            entry.vector = None
+        self._ids, self._buffer = [], np.zeros((0, 0), dtype=np.float32)
+        return dropped
 
     def _matrix(self) -> np.ndarray:
         return self._buffer[: len(self._ids)]

@@ -48,15 +48,18 @@ class MatterEncoder:
         max_tokens: tokens read from the start of each letter.
         record: how it was trained (``matter.json``).
         graph: the encoder on ONNX Runtime with int8 weights, used by :meth:`vectors` when given.
+        version: names the weights (``matter-`` and their sha256) of a saved encoder; letters'
+            stored vectors record it, since vectors of other weights are not comparable.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_tokens: int, record: dict[str, Any],
-                 graph: OnnxEncoder | None = None) -> None:
+                 graph: OnnxEncoder | None = None, version: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.record = record
         self.graph = graph
+        self.version = version
 
     @classmethod
     def from_base(cls, base_model: str, max_tokens: int) -> MatterEncoder:
@@ -78,13 +81,15 @@ class MatterEncoder:
             tokenizer = AutoTokenizer.from_pretrained(directory)
         except (OSError, ValueError) as err:
             raise MatterEncoderError(f"cannot read the matter encoder in {directory}: {err}") from None
+        weights_sha256 = file_sha256(directory / WEIGHTS_FILE)
         graph = None
         if runtime is Runtime.ONNX_INT8:
             try:
-                graph = OnnxEncoder.load(directory / INT8_FILE, file_sha256(directory / WEIGHTS_FILE))
+                graph = OnnxEncoder.load(directory / INT8_FILE, weights_sha256)
             except OnnxModelError as err:
                 raise MatterEncoderError(f"matter encoder in {directory}: {err}") from None
-        return cls(model, tokenizer, int(record["max_tokens"]), record, graph)
+        return cls(model, tokenizer, int(record["max_tokens"]), record, graph,
+                   version=f"matter-{weights_sha256[:12]}")
 
     def export_onnx(self, directory: Path) -> tuple[Path, Path]:
         """Write the fp32 and int8 graphs of an encoder saved in ``directory``."""

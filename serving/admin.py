@@ -68,7 +68,8 @@ def _model_out(s: Services) -> ModelOut:
     return ModelOut(version=engine.version, directory=str(s.settings.model_dir),
                     heads={n: h.type for n, h in s.schema.heads.items()},
                     calibration=engine.classifier.calibration.to_dict(),
-                    linker="fitted" if engine.linker_fitted else "default")
+                    linker="fitted" if engine.linker_fitted else "default",
+                    vector_space=engine.vector_space, foreign_vectors=s.matters.foreign_vectors)
 
 
 @router.get("/v1/model", response_model=ModelOut, tags=["model"], responses=API_ERRORS)
@@ -92,7 +93,8 @@ async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = N
         raise HTTPException(422, f"model not reloaded: {directory} answers in other heads or labels "
                                  "than the stored letters; restart the service on a new store instead")
     s.worker.engine = engine
-    s.matters.use_scorer(engine.scorer)
+    with s.matters.lock, s.store.session() as session:
+        s.matters.use_model(session, engine.scorer, engine.vector_space)
     s.settings.model_dir = directory
     logger.info("model reloaded: %s from %s by key %d", engine.version, directory, caller.key_id)
     return _model_out(s)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from threadpoolctl import threadpool_limits
 
 from serving import admin, intake, page, review
 from serving.cases import Matters
@@ -59,17 +60,21 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings)
-        engine = Engine.load(settings.model_dir, settings.review_threshold, settings.runtime)
-        worker = ModelWorker(engine, settings.micro_batch, settings.max_pending)
-        app.state.services = Services(settings, store, worker, Matters(store, engine.scorer), metrics)
-        worker.start()
-        logger.info("service ready: model %s, store %s", engine.version, store.url)
-        try:
-            yield
-        finally:
-            await worker.stop()
-            store.close()
+        # numpy's BLAS would use every core for linking's one matrix-vector product and
+        # then spin, taking the cores from the model's runtime (setting TRIAGE_BLAS_THREADS)
+        with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
+            store = open_store(settings)
+            engine = Engine.load(settings.model_dir, settings.review_threshold, settings.runtime)
+            worker = ModelWorker(engine, settings.micro_batch, settings.max_pending)
+            matters = Matters(store, engine.scorer, engine.vector_space)
+            app.state.services = Services(settings, store, worker, matters, metrics)
+            worker.start()
+            logger.info("service ready: model %s, store %s", engine.version, store.url)
+            try:
+                yield
+            finally:
+                await worker.stop()
+                store.close()
 
     app = FastAPI(title="信访举报件 triage", version="1", lifespan=lifespan,
                   description="Classify complaint letters (sector, violations, repeat), link letters "

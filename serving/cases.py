@@ -2,9 +2,11 @@
 start-up and catches up with letters other replicas stored before each lookup, so a
 letter of a known matter gets the same matter id wherever and whenever it arrives.
 
-Each stored letter keeps the vector linking read when it arrived. A model with a new
-matter encoder reads letters into another vector space: :func:`reencode_vectors`
-(``triage reencode``) rewrites the stored vectors with it before it serves."""
+Each stored letter keeps the vector linking read when it arrived, and which encoder made it
+(its vector space). A model with a new matter encoder reads letters into another space:
+vectors of another space are left out of the index (those letters still link by wording and
+key fields), and :func:`reencode_vectors` (``triage reencode``) rewrites the stored vectors
+with the new encoder."""
 
 from __future__ import annotations
 
@@ -31,18 +33,27 @@ def vector_bytes(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else np.asarray(vector, dtype=VECTOR_DTYPE).tobytes()
 
 
-def entry_from_letter(letter: Letter) -> Entry:
-    """The linking entry of a stored letter."""
-    vector = None if letter.vector is None else np.frombuffer(letter.vector, dtype=VECTOR_DTYPE)
+def comparable(letter: Letter, vector_space: str | None) -> bool:
+    """Whether a stored letter's vector may be compared with vectors of ``vector_space``
+    (None: any; a letter stored before spaces were recorded is taken as comparable)."""
+    return vector_space is None or letter.vector_space in (None, vector_space)
+
+
+def entry_from_letter(letter: Letter, vector_space: str | None = None) -> Entry:
+    """The linking entry of a stored letter; without its vector when that comes from
+    another vector space than ``vector_space``."""
+    vector = (None if letter.vector is None or not comparable(letter, vector_space)
+              else np.frombuffer(letter.vector, dtype=VECTOR_DTYPE))
     return Entry(letter_id=letter.external_id, text=letter.text,
                  key_fields=KeyFields.from_dict(letter.key_fields),
                  vector=None if vector is None else vector.astype(np.float32),
                  sector=letter.sector, received_at=letter.received_at)
 
 
-def rebuild_index(store: Store, scorer: PairScorer | None = None) -> MatterIndex:
+def rebuild_index(store: Store, scorer: PairScorer | None = None,
+                  vector_space: str | None = None) -> MatterIndex:
     """A linking index holding every stored letter under its stored matter id."""
-    return Matters(store, scorer).index
+    return Matters(store, scorer, vector_space).index
 
 
 class Matters:
@@ -50,36 +61,59 @@ class Matters:
 
     ``link`` and ``add`` are called under ``lock`` by whoever stores letters, so two
     letters of one matter arriving together cannot both open a new matter.
+
+    ``vector_space`` names the encoder of the vectors new letters come with; stored
+    vectors of another space are left out (``foreign_vectors`` counts them).
     """
 
-    def __init__(self, store: Store, scorer: PairScorer | None) -> None:
+    def __init__(self, store: Store, scorer: PairScorer | None, vector_space: str | None) -> None:
         self.lock = threading.Lock()
         self.index = MatterIndex(scorer=scorer)
+        self.vector_space = vector_space
+        self.foreign_vectors = 0
         self.last_id = 0
         with store.session() as session:
             self.catch_up(session)
         logger.info("linking index built with %d letters", len(self.index))
+        self._warn_foreign()
+
+    def _warn_foreign(self) -> None:
+        if self.foreign_vectors:
+            logger.warning("%d stored letters have vectors from another encoder than %s: they link "
+                           "by wording and key fields only until 'triage reencode --model MODEL "
+                           "--store URL' rewrites them (then restart)", self.foreign_vectors,
+                           self.vector_space)
 
     def catch_up(self, session: Session) -> None:
         """Index letters stored since the last look (by this or another replica)."""
         for letter in letters_for_index(session, after=self.last_id):
-            self.index.add(entry_from_letter(letter), letter.matter_id)
+            self.foreign_vectors += letter.vector is not None and not comparable(letter, self.vector_space)
+            self.index.add(entry_from_letter(letter, self.vector_space), letter.matter_id)
             self.last_id = letter.id
 
     def link(self, entry: Entry) -> Decision:
         return self.index.link(entry)
 
-    def use_scorer(self, scorer: PairScorer | None) -> None:
+    def use_model(self, session: Session, scorer: PairScorer | None, vector_space: str) -> None:
+        """Link with a reloaded model's scorer; if it reads letters into another vector
+        space, the vectors of every letter stored so far are left out from now on."""
+        self.catch_up(session)
         self.index.scorer = scorer or PairScorer()
+        if vector_space != self.vector_space:
+            self.foreign_vectors += self.index.drop_vectors()
+            self.vector_space = vector_space
+            self._warn_foreign()
 
 
-def reencode_vectors(store: Store, vectors: Callable[[list[str]], np.ndarray], schema: LabelSchema,
-                     batch_size: int = 64, progress: Callable[[int], None] | None = None) -> int:
+def reencode_vectors(store: Store, vectors: Callable[[list[str]], np.ndarray], vector_space: str,
+                     schema: LabelSchema, batch_size: int = 64,
+                     progress: Callable[[int], None] | None = None) -> int:
     """Rewrite every stored letter's linking vector with ``vectors`` (e.g. ``Engine.vectors``
-    of a model with a new matter encoder), in id order, each batch read, encoded and then
-    committed on its own (the write lock is held only to write). Returns how many letters.
+    of a model with a new matter encoder, whose ``vector_space`` is recorded with them), in
+    id order, each batch read, encoded and then committed on its own (the write lock is held
+    only to write). Returns how many letters.
 
-    The service must restart (or reload) afterwards to rebuild its index from them."""
+    The service must restart afterwards to rebuild its index from them."""
     done, last = 0, 0
     while True:
         with store.session() as session:
@@ -90,8 +124,9 @@ def reencode_vectors(store: Store, vectors: Callable[[list[str]], np.ndarray], s
             return done
         found = vectors([schema.join_text({"title": title, "text": text}) for _, title, text in rows])
         with store.writing() as session:  # one UPDATE by primary key for the whole batch
-            session.execute(update(Letter), [{"id": letter_id, "vector": vector_bytes(vector)}
-                                             for (letter_id, _, _), vector in zip(rows, found, strict=True)])
+            session.execute(update(Letter), [
+                {"id": letter_id, "vector": vector_bytes(vector), "vector_space": vector_space}
+                for (letter_id, _, _), vector in zip(rows, found, strict=True)])
         done += len(rows)
         last = rows[-1][0]
         if progress is not None:

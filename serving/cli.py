@@ -106,8 +106,9 @@ def reencode(
     batch_size: Annotated[int, typer.Option(min=1, help="letters per committed batch")] = 64,
 ) -> None:
     """Rewrite every stored letter's linking vector with MODEL (its matter encoder, on the
-    runtime of TRIAGE_RUNTIME), after 'triage fit-linker' trained a new one. Restart or
-    reload the service afterwards: it rebuilds its index from the store."""
+    runtime of TRIAGE_RUNTIME), after 'triage fit-linker' trained a new one, and record
+    which encoder made them. Restart the service afterwards: it rebuilds its index from the
+    store."""
     from serving.engine import Engine
 
     try:
@@ -119,8 +120,9 @@ def reencode(
     with target.session() as session:
         total = session.scalar(select(func.count()).select_from(Letter)) or 0
     with tqdm(total=total, desc="letters", unit="letter") as bar:
-        count = reencode_vectors(target, engine.vectors, engine.classifier.schema, batch_size, bar.update)
-    typer.echo(f"{count} stored letters re-encoded with {engine.version}")
+        count = reencode_vectors(target, engine.vectors, engine.vector_space, engine.classifier.schema,
+                                 batch_size, bar.update)
+    typer.echo(f"{count} stored letters re-encoded with {engine.version} ({engine.vector_space})")
 
 
 __all__ = ["export", "keys_app", "reencode", "serve", "write_export"]

@@ -32,6 +32,7 @@ class Analysis:
     answer: dict[str, Any]
     key_fields: KeyFields
     vector: np.ndarray
+    vector_space: str  # which encoder made ``vector`` (Engine.vector_space)
 
 
 class Engine:
@@ -74,6 +75,14 @@ class Engine:
     def version(self) -> str:
         return self.classifier.version
 
+    @property
+    def vector_space(self) -> str:
+        """Names the encoder whose vectors linking reads: vectors from two encoders are not
+        comparable, so every stored vector records it."""
+        if self.matter is not None and self.matter.version:
+            return self.matter.version
+        return f"classifier-{self.classifier.version}"
+
     def vectors(self, texts: list[str]) -> np.ndarray:
         """The vectors linking reads: the matter encoder's, or without one the classifier's."""
         return self.matter.vectors(texts) if self.matter is not None else self.classifier.run(texts)[1]
@@ -84,7 +93,7 @@ class Engine:
         if self.matter is not None:
             vectors = self.matter.vectors(texts)
         answers = self.classifier.answers(self.classifier.probabilities(logits))
-        return [Analysis(a, extract_key_fields(t), v)
+        return [Analysis(a, extract_key_fields(t), v, self.vector_space)
                 for a, t, v in zip(answers, texts, vectors, strict=True)]
 
 

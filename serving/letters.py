@@ -97,10 +97,14 @@ def letter_out(session: Session, letter: Letter, schema: LabelSchema, with_text:
         key_fields=letter.key_fields, model_version=letter.model_version)
 
 
-def linking_entry(schema: LabelSchema, given: LetterIn, analysis: Analysis) -> Entry:
-    """What the matter index needs of an analysed letter about to be stored."""
+def linking_entry(schema: LabelSchema, given: LetterIn, analysis: Analysis,
+                  vector_space: str | None) -> Entry:
+    """What the matter index (reading vectors of ``vector_space``) needs of an analysed
+    letter about to be stored (its vector only if of that space: a letter analysed just
+    before a reload to another encoder links by wording and key fields)."""
+    vector = analysis.vector if analysis.vector_space == vector_space else None
     return Entry(letter_id=given.external_id, text=given.text, key_fields=analysis.key_fields,
-                 vector=analysis.vector, sector=sector_of(schema, analysis.answer),
+                 vector=vector, sector=sector_of(schema, analysis.answer),
                  received_at=given.received_at)
 
 
@@ -119,7 +123,8 @@ def new_letter(schema: LabelSchema, given: LetterIn, analysis: Analysis, decisio
         matter_id=decision.matter_id,
         repeat_of=[{"external_id": link.letter_id, "score": link.score, "shared": link.shared}
                    for link in decision.repeat_of],
-        vector=vector_bytes(analysis.vector), labels=labels, tags=tags_for(labels), reviewed=False)
+        vector=vector_bytes(analysis.vector), vector_space=analysis.vector_space, labels=labels,
+        tags=tags_for(labels), reviewed=False)
 
 
 @dataclass

@@ -197,6 +197,10 @@ class ModelOut(BaseModel):
     heads: dict[str, Any]
     calibration: dict[str, Any]
     linker: Literal["fitted", "default"]
+    vector_space: str = Field(description="the encoder whose letter vectors linking reads")
+    foreign_vectors: int = Field(description="stored letters whose vectors come from another "
+                                 "encoder: they link by wording and key fields only until "
+                                 "'triage reencode' rewrites them")
 
 
 class ReloadIn(BaseModel):

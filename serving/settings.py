@@ -35,6 +35,10 @@ class ServiceSettings(BaseSettings):
     batch_limit: int = Field(64, ge=1, le=1000, description="most letters in one batch request")
     max_pending: int = Field(256, ge=1, description="letters waiting for the model before 503")
     micro_batch: int = Field(16, ge=1, le=256, description="most letters the model takes at once")
+    blas_threads: int = Field(
+        1, ge=1, le=64, description="threads of numpy's BLAS (linking's cosine to every stored "
+        "letter). 1 leaves the cores to the model; 2 halves the lookup at 100,000 stored letters "
+        "(docs/benchmarks.md)")
     queue_page_size: int = Field(50, ge=1, le=500, description="letters per review-queue page")
     bootstrap_admin_key: SecretStr | None = Field(
         None, description="if set and the store has no admin key yet, this key becomes one")

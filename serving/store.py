@@ -99,6 +99,8 @@ class Letter(Base):
     matter_id: Mapped[str] = mapped_column(String(64), index=True)
     repeat_of: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the encoder that made ``vector`` (Engine.vector_space; NULL: stored before it was kept)
+    vector_space: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # the letter's current labels ({head: label(s)}, the loader's form): the model's
     # decisions until a supervisor reviews it, then the last review's

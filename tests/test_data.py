@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from model.labels import LabelSchema
-from training.data import DataError, load_letters, split_dataset
+from training.data import DataError, load_letters, split_by_id, split_dataset
 
 
 def test_loads_valid_letters(schema: LabelSchema, letters: list, write_jsonl: Callable) -> None:
@@ -173,3 +173,25 @@ def test_split_refuses_a_bad_fraction(schema: LabelSchema, letters: list,
     dataset, _ = load_letters([write_jsonl(letters)], schema)
     with pytest.raises(ValueError, match=re.escape("must be in (0, 1), found 1.5")):
         split_dataset(dataset, schema, 1.5)
+
+
+def test_split_by_id_holds_out_the_matching_letters(schema: LabelSchema,
+                                                    write_jsonl: Callable) -> None:
+    rows = [{"id": f"{writer}-{i}", "text": f"{writer}写的第{i}封来信", "sector": "other",
+             "violations": [], "repeat_cue": False} for writer in ("C1", "C7", "RB") for i in range(4)]
+    dataset, _ = load_letters([write_jsonl(rows)], schema)
+    rest, held_out = split_by_id(dataset, "^(C7|RB)-")
+    assert held_out["id"] == [f"{w}-{i}" for w in ("C7", "RB") for i in range(4)]
+    assert rest["id"] == [f"C1-{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ("^X-", "matches no letter id"), ("-", "matches every letter id"),
+    ("(C7", "is not a regular expression")])
+def test_split_by_id_refuses_a_useless_pattern(schema: LabelSchema, letters: list,
+                                               write_jsonl: Callable, pattern: str,
+                                               message: str) -> None:
+    dataset, _ = load_letters([write_jsonl([dict(r, id=f"C7-{i}") for i, r in enumerate(letters)])],
+                              schema)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        split_by_id(dataset, pattern)

@@ -59,7 +59,8 @@ def test_train_evaluate_predict_reload(tiny_base: Path, tmp_path: Path) -> None:
     assert len(run["lexical"]["validation_log_loss"]["sector"]) == 10
     assert run["calibration"]["lexical_weights"] == run["lexical"]["weights"]
     assert (out / "lexical.safetensors").is_file() == any(run["lexical"]["weights"].values())
-    assert "research use only" in (out / "README.md").read_text(encoding="utf-8")
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "research use only" in card and "a stratified 30% of the letters" in card
 
     result = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(data)])
     assert result.exit_code == 0, result.output
@@ -117,3 +118,27 @@ def test_validation_runs_without_dropout(tiny_base: Path, tmp_path: Path) -> Non
     model.train()
     second = _validation_loss(classifier, loss, texts, gold, 2)[1]["sector"]
     assert np.allclose(first, second)
+
+
+def test_train_validates_on_the_letters_the_id_pattern_picks(tiny_base: Path,
+                                                              tmp_path: Path) -> None:
+    data = tmp_path / "letters.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in topic_letters()),
+                    encoding="utf-8")
+    common = ["train", "--data", str(data), "--labels", str(ROOT / "labels.yaml"),
+              "--base-model", str(tiny_base), "--epochs", "1", "--max-steps", "1",
+              "--window-tokens", "32", "--window-stride", "8"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "m"),
+                                 "--validation-ids", "-(1|2|11|12)$"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "m" / "run.json").read_text(encoding="utf-8"))
+    assert run["letters"]["validation"] == 12 and run["letters"]["train"] == 42
+    assert run["arguments"]["validation_ids"] == "-(1|2|11|12)$"
+    card = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
+    assert "the letters whose id matches `-(1|2|11|12)$`" in card
+
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "n"), "--validation-ids", "^C7-"])
+    assert result.exit_code != 0
+    assert "matches no letter id" in result.output
+    assert not (tmp_path / "n").exists()

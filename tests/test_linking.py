@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +11,15 @@ from typer.testing import CliRunner
 
 from model.keyfields import extract_key_fields
 from model.labels import LabelSchema
-from model.linking import FEATURES, Entry, MatterIndex, PairScorer, pair_features
-from serving.cases import VECTOR_DTYPE, entry_from_letter, rebuild_index, reencode_vectors, vector_bytes
+from model.linking import FEATURES, Entry, MatterIndex, PairScorer, WordFrequencies, pair_features
+from serving.cases import (
+    VECTOR_DTYPE,
+    Matters,
+    entry_from_letter,
+    rebuild_index,
+    reencode_vectors,
+    vector_bytes,
+)
 from serving.engine import Engine
 from serving.store import Letter, Store
 from training.cli import app
@@ -111,14 +119,16 @@ def test_matter_id_is_stable_across_restarts(store_url: str) -> None:
     assert index.link(_entry("L-2", REPHRASED, "rural_collective_assets", 5)).matter_id == "matter-1"
 
 
-def _store_letters(url: str, texts: list[tuple[str | None, str]]) -> Store:
+def _store_letters(url: str, texts: list[tuple[str | None, str]],
+                   spaces: list[str | None] | None = None) -> Store:
     store = Store(url)
     with store.session() as session:
         for i, (title, text) in enumerate(texts):
             session.add(Letter(external_id=f"r-{i}", received_at=datetime(2026, 1, 1, tzinfo=UTC),
                                title=title, text=text, predictions={}, confidence=1.0,
                                needs_review=False, model_version="old", key_fields={}, matter_id=f"m{i}",
-                               repeat_of=[], vector=vector_bytes(np.array([1.0, 0.0]))))
+                               repeat_of=[], vector=vector_bytes(np.array([1.0, 0.0])),
+                               vector_space=spaces[i] if spaces else "old-space"))
     return store
 
 
@@ -126,6 +136,33 @@ def _stored_vectors(store: Store) -> list[np.ndarray]:
     with store.session() as session:
         return [np.frombuffer(v, dtype=VECTOR_DTYPE) for v in
                 session.scalars(select(Letter.vector).order_by(Letter.id))]
+
+
+def _stored_spaces(store: Store) -> list[str | None]:
+    with store.session() as session:
+        return list(session.scalars(select(Letter.vector_space).order_by(Letter.id)))
+
+
+def test_vectors_of_another_encoder_are_left_out_of_the_index(
+        store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = _store_letters(store_url, [(None, "第一封"), (None, "第二封"), (None, "第三封")],
+                           spaces=["space-a", "space-b", None])
+    matters = Matters(store, SCORER, "space-a")
+    vectors = {i: e.vector is not None for i, e in matters.index.entries.items()}
+    assert vectors == {"r-0": True, "r-1": False, "r-2": True}  # None: stored before spaces
+    assert matters.foreign_vectors == 1
+    assert "1 stored letters have vectors from another encoder than space-a" in caplog.text
+    assert "triage reencode" in caplog.text
+
+    with store.session() as session:
+        matters.use_model(session, SCORER, "space-a")  # the same space: nothing changes
+    assert matters.foreign_vectors == 1 and len(matters.index._matrix()) == 2
+    with store.session() as session:
+        matters.use_model(session, SCORER, "space-c")  # a reload to another encoder
+    assert matters.foreign_vectors == 3 and matters.vector_space == "space-c"
+    assert len(matters.index._matrix()) == 0
+    assert all(e.vector is None for e in matters.index.entries.values())
+    assert matters.index.candidates(_entry("q", "第一封", "other")) == {"r-0"}  # by wording
 
 
 def test_reencoding_rewrites_every_stored_vector(store_url: str, schema: LabelSchema) -> None:
@@ -137,7 +174,8 @@ def test_reencoding_rewrites_every_stored_vector(store_url: str, schema: LabelSc
         seen.extend(texts)
         return np.array([[0.0, float(len(t))] for t in texts])
 
-    assert reencode_vectors(store, vectors, schema, batch_size=2) == 5
+    assert reencode_vectors(store, vectors, "new-space", schema, batch_size=2) == 5
+    assert _stored_spaces(store) == ["new-space"] * 5
     assert seen == ["标题\n第一封来信", "第二封", "三", "第四封来信内容", "五"]  # title and text, as at intake
     assert [v.tolist() for v in _stored_vectors(store)] == [[0.0, float(len(t))] for t in seen]
 
@@ -149,7 +187,9 @@ def test_triage_reencode_uses_the_models_vectors(tiny_model, tmp_path) -> None: 
     result = CliRunner().invoke(app, ["reencode", "--model", str(tiny_model), "--store", url])
     assert result.exit_code == 0, result.output
     assert "2 stored letters re-encoded" in result.output
-    expected = Engine.load(tiny_model).vectors(texts)
+    engine = Engine.load(tiny_model)
+    expected = engine.vectors(texts)
+    assert _stored_spaces(store) == [engine.vector_space] * 2
     for found, wanted in zip(_stored_vectors(store), expected, strict=True):
         assert np.allclose(found, wanted, atol=2e-2 * np.abs(wanted).max())
 
@@ -204,6 +244,21 @@ def test_rare_shared_words_weigh_more_than_common_ones() -> None:
     b = _entry("b", "家属被逼买骨灰盒，殡仪馆太黑，请调查处理", "funeral_services")
     c = _entry("c", "低保名单有问题，请调查处理", "social_assistance")
     assert index.frequencies.overlap(a.words, b.words) > 2 * index.frequencies.overlap(a.words, c.words)
+
+
+def test_word_overlap_is_the_idf_weighted_jaccard() -> None:
+    documents = [{"低保", "名额", "村长"}, {"低保", "亲戚"}, {"殡仪馆", "骨灰盒"}, {"低保", "名额"}]
+    frequencies = WordFrequencies()
+    for words in documents:
+        frequencies.add(frozenset(words))
+    a, b = frozenset({"低保", "名额", "亲戚", "新词"}), frozenset({"名额", "亲戚", "骨灰盒"})
+
+    def idf(word: str) -> float:
+        return math.log(5 / (sum(word in d for d in documents) + 1)) + 1.0
+
+    expected = sum(idf(w) for w in a & b) / sum(idf(w) for w in a | b)
+    assert frequencies.overlap(a, b) == pytest.approx(expected, rel=1e-12)
+    assert frequencies.overlap(frozenset(), frozenset()) == 0.0
 
 
 def test_places_and_names_most_letters_share_do_not_count() -> None:

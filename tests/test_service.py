@@ -4,8 +4,14 @@ review queue, reviews with their audit trail, export, metrics, reload."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-from tests.conftest import Service
+from sqlalchemy import select
+from threadpoolctl import threadpool_info
+
+from serving.store import Letter, Store
+from tests.conftest import Service, start_service
 
 LETTER = {"external_id": "A-1", "title": "反映食堂问题",
           "text": "县第二中学食堂承包人王建国虚报学生人数，营养餐补助每月多领三万元。",
@@ -179,3 +185,36 @@ def test_reload_switches_model_or_keeps_the_old_one(service: Service, tmp_path) 
     broken = service.client.post("/v1/model:reload", headers=admin, json={"model_dir": str(tmp_path)})
     assert broken.status_code == 422 and "the old one keeps serving" in broken.json()["detail"]
     assert submit(service, LETTER).status_code == 201
+
+
+def test_a_reload_to_another_encoder_leaves_the_old_vectors_out(service: Service,
+                                                                  tmp_path: Path) -> None:
+    admin = service.as_role("admin")
+    before = service.client.get("/v1/model", headers=admin).json()
+    assert before["vector_space"] and before["foreign_vectors"] == 0
+    assert submit(service, LETTER).status_code == 201
+    with Store(service.settings.store_url).session() as session:
+        assert session.scalars(select(Letter.vector_space)).all() == [before["vector_space"]]
+
+    other = tmp_path / "other-model"  # the same weights under another version: another space
+    shutil.copytree(service.settings.model_dir, other)
+    config = json.loads((other / "config.json").read_text(encoding="utf-8"))
+    (other / "config.json").write_text(json.dumps({**config, "model_version": "other-version"}),
+                                       encoding="utf-8")
+    reloaded = service.client.post("/v1/model:reload", headers=admin, json={"model_dir": str(other)})
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["vector_space"] != before["vector_space"]
+    assert reloaded.json()["foreign_vectors"] == 1
+    assert submit(service, {**LETTER, "external_id": "A-2"}).status_code == 201
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_numpy_blas_runs_on_one_thread_while_the_service_runs(tiny_model: Path,
+                                                               tmp_path: Path) -> None:
+    before = _blas_threads()
+    for _ in start_service(tiny_model, f"sqlite:///{tmp_path / 'letters.db'}"):
+        assert _blas_threads() == {1}
+    assert _blas_threads() == before

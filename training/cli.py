@@ -185,6 +185,9 @@ def train_command(
     window_tokens: int = 256,
     window_stride: int = 64,
     validation_fraction: float = 0.15,
+    validation_ids: Annotated[str | None, typer.Option(
+        help="regular expression over letter ids: those letters (e.g. whole writers, "
+             "'^(C7|RB)-') are the validation split instead of a stratified fraction")] = None,
     patience: int = 2,
     train_windows: Annotated[int, typer.Option(help="windows of a long letter per step")] = 3,
     review_target: float = 0.95,
@@ -201,7 +204,8 @@ def train_command(
             data=_data_files(data), out=out, labels=labels, base_model=base_model, epochs=epochs,
             max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
             window_tokens=window_tokens, window_stride=window_stride,
-            validation_fraction=validation_fraction, patience=patience, train_windows=train_windows,
+            validation_fraction=validation_fraction, validation_ids=validation_ids,
+            patience=patience, train_windows=train_windows,
             review_target=review_target, seed=seed, skip_invalid=skip_invalid, lexical=lexical,
             bf16=bf16)
         record = train(args)

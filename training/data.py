@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -343,3 +344,23 @@ def split_dataset(
         list(range(len(dataset))), test_size=fraction, random_state=seed, stratify=strata
     )
     return dataset.select(sorted(rest)), dataset.select(sorted(held_out))
+
+
+def split_by_id(dataset: Dataset, pattern: str) -> tuple[Dataset, Dataset]:
+    """Split into (rest, held-out): the held-out letters are those whose ``id`` matches
+    ``pattern`` (a regular expression searched in the id), e.g. one writer's letters.
+    """
+    try:
+        matcher = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"the validation id pattern {pattern!r} is not a regular expression: "
+                         f"{err}. Fix: e.g. '^(C7|RB)-'") from None
+    chosen = [bool(matcher.search(str(i))) for i in dataset["id"]]
+    if not any(chosen) or all(chosen):
+        share = "no" if not any(chosen) else "every"
+        raise ValueError(f"the validation id pattern {pattern!r} matches {share} letter id "
+                         f"({len(chosen)} letters, e.g. {dataset['id'][0]!r}). Fix: a pattern "
+                         "that picks some letters (e.g. one writer's id prefix) but not all")
+    held_out = [i for i, c in enumerate(chosen) if c]
+    rest = [i for i, c in enumerate(chosen) if not c]
+    return dataset.select(rest), dataset.select(held_out)

@@ -43,7 +43,7 @@ from model.network import TriageModel
 from model.precision import mixed_precision
 from model.tokenisation import LetterTokenizer
 from training.blend import blend_lexical, blended
-from training.data import load_letters, split_dataset
+from training.data import load_letters, split_by_id, split_dataset
 from training.evaluate import headline, indicator, score_all
 from training.report import write_model_card
 
@@ -67,6 +67,10 @@ class TrainingArguments:
         window_tokens (int, default 256), window_stride (int, default 64): encoder windows.
         validation_fraction (float, default 0.15): stratified share for early stopping and
             calibration.
+        validation_ids (str | None): a regular expression over letter ids; when set, the
+            letters it matches are the validation split instead (e.g. whole writers, so that
+            early stopping, the lexical blend and calibration are chosen on letters from
+            writers the model never saw, as in use).
         patience (int, default 2): epochs without a better validation score before stopping.
         train_windows (int, default 3): windows of a long letter used per training step (its
             first, its last and random middle ones, redrawn each epoch); prediction always
@@ -95,6 +99,7 @@ class TrainingArguments:
     window_tokens: int = 256
     window_stride: int = 64
     validation_fraction: float = 0.15
+    validation_ids: str | None = None
     patience: int = 2
     review_target: float = 0.95
     train_windows: int = 3
@@ -253,7 +258,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     set_seed(args.seed)
     schema = LabelSchema.from_yaml(args.labels)
     dataset, load_report = load_letters(args.data, schema, skip_invalid=args.skip_invalid)
-    train_set, val_set = split_dataset(dataset, schema, args.validation_fraction, args.seed)
+    train_set, val_set = (split_by_id(dataset, args.validation_ids) if args.validation_ids
+                          else split_dataset(dataset, schema, args.validation_fraction, args.seed))
     logger.info("training on %d letters, validating on %d", len(train_set), len(val_set))
     model = TriageModel.from_encoder(args.base_model, schema, args.window_tokens, args.window_stride)
     tokenizer = LetterTokenizer.from_pretrained(args.base_model, args.window_tokens,

@@ -222,7 +222,10 @@ def write_model_card(directory: Path) -> Path:
         "",
         *[f"- `{d['path']}` (sha256 `{d['sha256'][:16]}…`)" for d in run["data"]],
         f"- {run['letters']['train']} letters trained on, {run['letters']['validation']} "
-        f"held out for early stopping and calibration ({run['letters']['skipped']} rows skipped).",
+        f"held out for early stopping and calibration ({run['letters']['skipped']} rows skipped): "
+        + (f"the letters whose id matches `{args['validation_ids']}`."
+           if args.get("validation_ids") else
+           f"a stratified {args['validation_fraction']:.0%} of the letters."),
         "",
         "| head | label | training letters |",
         "|---|---|---|",
