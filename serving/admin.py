@@ -93,8 +93,12 @@ async def reload_model(caller: Admin, s: ServicesDep, given: ReloadIn | None = N
         raise HTTPException(422, f"model not reloaded: {directory} answers in other heads or labels "
                                  "than the stored letters; restart the service on a new store instead")
     s.worker.engine = engine
-    with s.matters.lock, s.store.session() as session:
-        s.matters.use_model(session, engine.scorer, engine.vector_space)
+
+    def switch_linking() -> None:  # waits for the matter lock: off the event loop
+        with s.matters.lock, s.store.session() as session:
+            s.matters.use_model(session, engine.scorer, engine.vector_space)
+
+    await run_in_threadpool(switch_linking)
     s.settings.model_dir = directory
     logger.info("model reloaded: %s from %s by key %d", engine.version, directory, caller.key_id)
     return _model_out(s)
