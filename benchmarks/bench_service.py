@@ -105,8 +105,8 @@ def fill_store(store: Store, engine: Engine, texts: list[str], analysed: int) ->
             analysis = Analysis(reused.answer, extract_key_fields(text), reused.vector, reused.vector_space)
             given = LetterIn(external_id=f"stored-{i}", text=text, source="bench",
                              received_at=start + timedelta(minutes=10 * i))
-            decision = matters.link(linking_entry(schema, given, analysis, matters.vector_space))
-            session.add(new_letter(schema, given, analysis, decision, "bench"))
+            entry = linking_entry(schema, given, analysis, matters.vector_space)
+            session.add(new_letter(schema, given, analysis, entry, matters.link(entry), "bench"))
     return {"letters": len(texts), "analysed": analysed, "model_seconds": model_seconds,
             "seconds": time.perf_counter() - began}
 

@@ -33,7 +33,8 @@ import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import repeat
@@ -60,6 +61,8 @@ BROAD_SUFFIXES = ("省", "市", "县", "区")  # too coarse to tell matters apar
 COMMON_SHARE = 0.01
 COMMON_MIN = 20
 NEIGHBOURS = 10
+# below this many stored vectors one product takes a few ms on one core: not worth splitting
+SPLIT_ROWS = 16_384
 FEATURES = ("cosine", "cosine_margin", "jaccard", "idf_overlap", "shared_local_places", "shared_broad_places",
             "shared_names", "shared_amounts", "same_sector", "bias")
 _SPACE = re.compile(r"\s+")
@@ -79,7 +82,9 @@ def minhash(text: str) -> MinHash:
 
 @dataclass
 class Entry:
-    """What linking needs of a letter."""
+    """What linking needs of a letter. ``known_words`` are its content words as stored
+    with it (``Letter.link_words``): jieba's tagging is most of an entry's cost (~10 ms a
+    letter), so an index rebuilt from the store at start-up takes them from there."""
 
     letter_id: str
     text: str
@@ -89,10 +94,11 @@ class Entry:
     received_at: datetime | None = None
     signature: MinHash = field(init=False)
     words: frozenset[str] = field(init=False)
+    known_words: InitVar[Iterable[str] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, known_words: Iterable[str] | None) -> None:
         self.signature = minhash(self.text)
-        self.words = content_words(self.text)
+        self.words = frozenset(known_words) if known_words is not None else content_words(self.text)
         if self.vector is not None:
             norm = float(np.linalg.norm(self.vector))
             self.vector = (self.vector / norm if norm else self.vector).astype(np.float32)
@@ -265,10 +271,14 @@ class MatterIndex:
         window_days (int, default 1095): only letters received within this many days count.
         top_k (int, default 20): candidates taken from vector similarity.
         lsh_threshold (float, default 0.3): Jaccard above which LSH proposes a candidate.
+        search_threads (int, default 1): threads that share the cosine to every stored
+            vector, each over a block of rows, once more than ``SPLIT_ROWS`` are stored.
+            Unlike a multi-threaded BLAS, idle threads wait without spinning, so the cores
+            go back to the model between lookups.
     """
 
     def __init__(self, scorer: PairScorer | None = None, window_days: int = 1095, top_k: int = 20,
-                 lsh_threshold: float = 0.3) -> None:
+                 lsh_threshold: float = 0.3, search_threads: int = 1) -> None:
         if not 0.0 <= lsh_threshold <= 1.0:
             raise ValueError(f"lsh_threshold must be in [0.0, 1.0], found {lsh_threshold}")
         if top_k < 1 or window_days < 1:
@@ -285,9 +295,21 @@ class MatterIndex:
         # vectors in rows 0.._ids-1 of a buffer that doubles when full: adding a letter
         # copies one row, not the whole matrix (the copy took 12% of the service's time)
         self._buffer = np.zeros((0, 0), dtype=np.float32)
+        self._search: ThreadPoolExecutor | None = None
+        self.use_search_threads(search_threads)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def use_search_threads(self, threads: int) -> None:
+        """Share the cosine search over ``threads`` threads from now on."""
+        if threads < 1:
+            raise ValueError(f"search_threads must be >= 1, found {threads}")
+        if self._search is not None:
+            self._search.shutdown()
+        self.search_threads = threads
+        self._search = (ThreadPoolExecutor(threads, thread_name_prefix="vector-search")
+                        if threads > 1 else None)
 
     def add(self, entry: Entry, matter_id: str) -> None:
         """Index a stored letter under its matter."""
@@ -326,7 +348,16 @@ class MatterIndex:
         matrix = self._matrix()
         if entry.vector is None or not self.scorer.use_vectors or not len(matrix):
             return None
-        return matrix @ entry.vector  # type: ignore[no-any-return]
+        vector = entry.vector.astype(np.float32, copy=False)
+        if self._search is None or len(matrix) < SPLIT_ROWS:
+            return matrix @ vector  # type: ignore[no-any-return]
+        out = np.empty(len(matrix), dtype=np.float32)
+        bounds = np.linspace(0, len(matrix), self.search_threads + 1, dtype=int)
+        blocks = [self._search.submit(np.dot, matrix[a:b], vector, out[a:b])
+                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        for block in blocks:
+            block.result()
+        return out
 
     def _candidates(self, entry: Entry, similarity: np.ndarray | None) -> set[str]:
         found = set(self.lsh.query(entry.signature))

@@ -66,7 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             store = open_store(settings)
             engine = Engine.load(settings.model_dir, settings.review_threshold, settings.runtime)
             worker = ModelWorker(engine, settings.micro_batch, settings.max_pending)
-            matters = Matters(store, engine.scorer, engine.vector_space)
+            matters = Matters(store, engine.scorer, engine.vector_space, settings.search_threads)
             app.state.services = Services(settings, store, worker, matters, metrics)
             worker.start()
             logger.info("service ready: model %s, store %s", engine.version, store.url)

@@ -47,7 +47,7 @@ def entry_from_letter(letter: Letter, vector_space: str | None = None) -> Entry:
     return Entry(letter_id=letter.external_id, text=letter.text,
                  key_fields=KeyFields.from_dict(letter.key_fields),
                  vector=None if vector is None else vector.astype(np.float32),
-                 sector=letter.sector, received_at=letter.received_at)
+                 sector=letter.sector, received_at=letter.received_at, known_words=letter.link_words)
 
 
 def rebuild_index(store: Store, scorer: PairScorer | None = None,
@@ -64,11 +64,13 @@ class Matters:
 
     ``vector_space`` names the encoder of the vectors new letters come with; stored
     vectors of another space are left out (``foreign_vectors`` counts them).
+    ``search_threads`` share the cosine search of a large store (``MatterIndex``).
     """
 
-    def __init__(self, store: Store, scorer: PairScorer | None, vector_space: str | None) -> None:
+    def __init__(self, store: Store, scorer: PairScorer | None, vector_space: str | None,
+                 search_threads: int = 1) -> None:
         self.lock = threading.Lock()
-        self.index = MatterIndex(scorer=scorer)
+        self.index = MatterIndex(scorer=scorer, search_threads=search_threads)
         self.vector_space = vector_space
         self.foreign_vectors = 0
         self.last_id = 0

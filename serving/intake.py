@@ -70,8 +70,9 @@ def _store(s: Services, caller: Caller, given: LetterIn, analysis: Analysis) -> 
     """Link and commit one analysed letter: (201, stored) or (200, the earlier record)."""
     with s.matters.lock, s.store.writing() as session:
         s.matters.catch_up(session)
-        decision = s.matters.link(linking_entry(s.schema, given, analysis, s.matters.vector_space))
-        letter = new_letter(s.schema, given, analysis, decision, caller.tag)
+        entry = linking_entry(s.schema, given, analysis, s.matters.vector_space)
+        decision = s.matters.link(entry)
+        letter = new_letter(s.schema, given, analysis, entry, decision, caller.tag)
         session.add(letter)
         try:
             session.flush()

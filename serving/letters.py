@@ -108,9 +108,9 @@ def linking_entry(schema: LabelSchema, given: LetterIn, analysis: Analysis,
                  received_at=given.received_at)
 
 
-def new_letter(schema: LabelSchema, given: LetterIn, analysis: Analysis, decision: Decision,
-               submitted_by: str) -> Letter:
-    """The row for a classified, linked letter (not yet added to a session)."""
+def new_letter(schema: LabelSchema, given: LetterIn, analysis: Analysis, entry: Entry,
+               decision: Decision, submitted_by: str) -> Letter:
+    """The row for a classified letter linked as ``entry`` (not yet added to a session)."""
     answer = analysis.answer
     labels = current_labels(schema, answer)
     return Letter(
@@ -123,7 +123,8 @@ def new_letter(schema: LabelSchema, given: LetterIn, analysis: Analysis, decisio
         matter_id=decision.matter_id,
         repeat_of=[{"external_id": link.letter_id, "score": link.score, "shared": link.shared}
                    for link in decision.repeat_of],
-        vector=vector_bytes(analysis.vector), vector_space=analysis.vector_space, labels=labels,
+        vector=vector_bytes(analysis.vector), vector_space=analysis.vector_space,
+        link_words=sorted(entry.words), labels=labels,
         tags=tags_for(labels), reviewed=False)
 
 

@@ -36,9 +36,12 @@ class ServiceSettings(BaseSettings):
     max_pending: int = Field(256, ge=1, description="letters waiting for the model before 503")
     micro_batch: int = Field(16, ge=1, le=256, description="most letters the model takes at once")
     blas_threads: int = Field(
-        1, ge=1, le=64, description="threads of numpy's BLAS (linking's cosine to every stored "
-        "letter). 1 leaves the cores to the model; 2 halves the lookup at 100,000 stored letters "
-        "(docs/benchmarks.md)")
+        1, ge=1, le=64, description="threads of numpy's BLAS. 1 leaves the cores to the model: "
+        "BLAS threads spin after each product and take the cores from it")
+    search_threads: int = Field(
+        2, ge=1, le=64, description="threads sharing linking's cosine to every stored letter once "
+        "16,384 or more are stored (each over a block of rows; they wait without spinning); 2 "
+        "halves the lookup at 100,000 stored letters (docs/benchmarks.md)")
     queue_page_size: int = Field(50, ge=1, le=500, description="letters per review-queue page")
     bootstrap_admin_key: SecretStr | None = Field(
         None, description="if set and the store has no admin key yet, this key becomes one")

@@ -101,6 +101,9 @@ class Letter(Base):
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     # the encoder that made ``vector`` (Engine.vector_space; NULL: stored before it was kept)
     vector_space: Mapped[str | None] = mapped_column(String(100))
+    # the content words linking compares (model.keyfields.content_words), kept so that the
+    # index is rebuilt at start-up without tagging every letter again (NULL: recomputed)
+    link_words: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # the letter's current labels ({head: label(s)}, the loader's form): the model's
     # decisions until a supervisor reviews it, then the last review's

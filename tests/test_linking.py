@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from model.keyfields import extract_key_fields
+from model.keyfields import content_words, extract_key_fields
 from model.labels import LabelSchema
 from model.linking import FEATURES, Entry, MatterIndex, PairScorer, WordFrequencies, pair_features
 from serving.cases import (
@@ -107,6 +107,27 @@ def test_vectors_propose_candidates_without_shared_words() -> None:
     assert pair_features(query, a)[0] == pytest.approx(0.9 / np.hypot(0.9, 0.1))
 
 
+def test_the_cosine_search_split_over_threads_finds_the_same_candidates(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("model.linking.SPLIT_ROWS", 8)
+    rng = np.random.default_rng(3)
+    entries = [Entry(f"s{i}", f"甲{i}", extract_key_fields(""), vector=rng.normal(size=16))
+               for i in range(50)]
+    one, split = MatterIndex(scorer=SCORER, top_k=5), MatterIndex(scorer=SCORER, top_k=5, search_threads=3)
+    for entry in entries:
+        one.add(entry, entry.letter_id)
+        split.add(entry, entry.letter_id)
+    for i in range(5):
+        query = Entry(f"q{i}", "乙", extract_key_fields(""), vector=rng.normal(size=16))
+        assert split._search is not None
+        np.testing.assert_allclose(split._similarity(query), one._similarity(query), rtol=1e-6)
+        assert split.candidates(query) == one.candidates(query)
+        assert len(split.candidates(query)) == 5
+    split.use_search_threads(1)
+    assert split._search is None and split.candidates(query) == one.candidates(query)
+    with pytest.raises(ValueError, match="search_threads"):
+        MatterIndex(search_threads=0)
+
+
 def test_matter_id_is_stable_across_restarts(store_url: str) -> None:
     url = store_url
     first = _entry("L-1", FIRST, "rural_collective_assets")
@@ -117,6 +138,24 @@ def test_matter_id_is_stable_across_restarts(store_url: str) -> None:
                            matter_id="matter-1", repeat_of=[], vector=vector_bytes(None)))
     index = rebuild_index(Store(url), SCORER)  # a new process: only the store survives
     assert index.link(_entry("L-2", REPHRASED, "rural_collective_assets", 5)).matter_id == "matter-1"
+
+
+def test_the_index_is_rebuilt_from_stored_words_without_tagging_again(
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [("L-1", FIRST, sorted(content_words(FIRST))), ("L-0", REPHRASED, None)]  # None: an older row
+    with Store(store_url).session() as session:
+        for external_id, text, words in rows:
+            session.add(Letter(external_id=external_id, received_at=datetime(2026, 3, 1, tzinfo=UTC),
+                               text=text, predictions={}, confidence=0.9, needs_review=False,
+                               model_version="v1", key_fields=extract_key_fields(text).to_dict(),
+                               matter_id=external_id, repeat_of=[], link_words=words))
+    tagged: list[str] = []
+    monkeypatch.setattr("model.linking.content_words",
+                        lambda text: tagged.append(text) or content_words(text))
+    index = rebuild_index(Store(store_url), SCORER)
+    assert tagged == [REPHRASED]  # only the row stored without its words was tagged again
+    assert index.entries["L-1"].words == content_words(FIRST)
+    assert index.entries["L-0"].words == content_words(REPHRASED)
 
 
 def _store_letters(url: str, texts: list[tuple[str | None, str]],

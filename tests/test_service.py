@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from threadpoolctl import threadpool_info
 
+from model.keyfields import content_words
 from serving.store import Letter, Store
 from tests.conftest import Service, start_service
 
@@ -57,6 +58,10 @@ def test_the_same_matter_from_another_complainant_is_linked(service: Service) ->
     assert second["matter_id"] == first["matter_id"]
     assert [link["letter_id"] for link in second["repeat_of"]] == [first["id"]]
     assert second["repeat_of"][0]["external_id"] == "A-1"
+    with Store(service.settings.store_url).session() as session:  # kept for the index's rebuild
+        words = session.scalars(select(Letter.link_words).order_by(Letter.id)).all()
+    assert words == [sorted(content_words(LETTER["text"])),
+                     sorted(content_words(LETTER["text"] + "希望上级调查。"))]
 
 
 def test_reading_back(service: Service) -> None:
@@ -212,9 +217,11 @@ def _blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
-def test_numpy_blas_runs_on_one_thread_while_the_service_runs(tiny_model: Path,
-                                                               tmp_path: Path) -> None:
+def test_blas_runs_on_one_thread_and_the_search_on_the_set_threads(tiny_model: Path,
+                                                                   tmp_path: Path) -> None:
     before = _blas_threads()
-    for _ in start_service(tiny_model, f"sqlite:///{tmp_path / 'letters.db'}"):
+    for service in start_service(tiny_model, f"sqlite:///{tmp_path / 'letters.db'}",
+                                 search_threads=3):
         assert _blas_threads() == {1}
+        assert service.client.app.state.services.matters.index.search_threads == 3
     assert _blas_threads() == before

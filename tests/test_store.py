@@ -76,7 +76,7 @@ def test_schema_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 def test_old_schema_without_upgrade_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'letters.db'}"
-    with pytest.raises(StoreError, match=re.escape("has schema revision None, expected '0003'")):
+    with pytest.raises(StoreError, match=re.escape("has schema revision None, expected '0004'")):
         Store(url, upgrade=False)
 
 

@@ -178,7 +178,7 @@ def train_command(
     labels: LabelsOption = DEFAULT_LABELS,
     base_model: Annotated[str, typer.Option(help="local directory or hub id of the encoder")] = str(
         DEFAULT_BASE_MODEL),
-    epochs: int = 3,
+    epochs: int = 2,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
     batch_size: int = 16,
     learning_rate: float = 2e-4,
