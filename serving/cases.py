@@ -74,10 +74,12 @@ class Matters:
         self.vector_space = vector_space
         self.foreign_vectors = 0
         self.last_id = 0
+        self._untagged: list[tuple[int, str]] = []  # (row id, external id) stored without words
         with store.session() as session:
             self.catch_up(session)
         logger.info("linking index built with %d letters", len(self.index))
         self._warn_foreign()
+        self._store_words(store)
 
     def _warn_foreign(self) -> None:
         if self.foreign_vectors:
@@ -90,8 +92,23 @@ class Matters:
         """Index letters stored since the last look (by this or another replica)."""
         for letter in letters_for_index(session, after=self.last_id):
             self.foreign_vectors += letter.vector is not None and not comparable(letter, self.vector_space)
+            if letter.link_words is None:
+                self._untagged.append((letter.id, letter.external_id))
             self.index.add(entry_from_letter(letter, self.vector_space), letter.matter_id)
             self.last_id = letter.id
+
+    def _store_words(self, store: Store, batch_size: int = 1000) -> None:
+        """Write the words of letters stored before they were kept (migration 0004), so the
+        next start reads them instead of tagging again: short transactions, one UPDATE by
+        primary key per batch, so reviews and other replicas barely wait."""
+        untagged, self._untagged = self._untagged, []
+        for start in range(0, len(untagged), batch_size):
+            with store.writing() as session:
+                session.execute(update(Letter), [
+                    {"id": row_id, "link_words": sorted(self.index.entries[external_id].words)}
+                    for row_id, external_id in untagged[start : start + batch_size]])
+        if untagged:
+            logger.info("stored the content words of %d letters kept without them", len(untagged))
 
     def link(self, entry: Entry) -> Decision:
         return self.index.link(entry)

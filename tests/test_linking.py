@@ -156,6 +156,11 @@ def test_the_index_is_rebuilt_from_stored_words_without_tagging_again(
     assert tagged == [REPHRASED]  # only the row stored without its words was tagged again
     assert index.entries["L-1"].words == content_words(FIRST)
     assert index.entries["L-0"].words == content_words(REPHRASED)
+    with Store(store_url).session() as session:  # ...and its words are kept from now on
+        assert session.scalars(select(Letter.link_words).where(Letter.external_id == "L-0")).one() \
+            == sorted(content_words(REPHRASED))
+    again = rebuild_index(Store(store_url), SCORER)
+    assert tagged == [REPHRASED] and again.entries["L-0"].words == content_words(REPHRASED)
 
 
 def _store_letters(url: str, texts: list[tuple[str | None, str]],
