@@ -83,7 +83,7 @@ def minhash(text: str) -> MinHash:
 @dataclass
 class Entry:
     """What linking needs of a letter. ``known_words`` are its content words as stored
-    with it (``Letter.link_words``): jieba's tagging is most of an entry's cost (~10 ms a
+    with it (``Letter.link_words``): jieba's tagging is most of an entry's cost (~23 ms a
     letter), so an index rebuilt from the store at start-up takes them from there."""
 
     letter_id: str

@@ -60,7 +60,7 @@ class TrainingArguments:
         labels (Path, default labels.yaml): the label schema.
         base_model (str): a local directory or a hub id of a BERT-style encoder.
         epochs (int, default 2): passes over the training split (early stopping may end sooner;
-            2 rather than 3 since session 6: a third epoch took the run past 30 min on slower
+            2 rather than 3 since session 6: a third epoch took the run past 30 min on fp32-only
             cores and cost the kept letters accuracy on the dev set, docs/model.md).
         max_steps (int | None): stop after this many optimiser steps (for smoke runs).
         batch_size (int, default 16), learning_rate (float, default 2e-4),
