@@ -15,7 +15,8 @@ Steps, all on 127.0.0.1:
 4. For each number of clients: that many asyncio loops share ``--requests`` POST /v1/letters
    of dev-set letters (each with a new external_id). Throughput, latency percentiles, and
    the status of every answer (a 503 is the service refusing work it cannot take in time;
-   anything else that is not 201 is an error).
+   anything else that is not 201 is an error), and the share of the cores the service and
+   this client each used meanwhile (the client's share is time the service could not have).
 5. The review page (GET /review, lowest confidence first, 50 rows) and the queue API
    (GET /v1/review-queue) loaded ``--page-loads`` times each as a supervisor.
 
@@ -111,9 +112,16 @@ def fill_store(store: Store, engine: Engine, texts: list[str], analysed: int) ->
             "seconds": time.perf_counter() - began}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def load(base: str, key: str, texts: list[str], clients: int, requests: int,
-               tag: str) -> dict[str, Any]:
-    """``clients`` concurrent loops sharing ``requests`` submissions; statuses and latencies."""
+               tag: str, server_pid: int) -> dict[str, Any]:
+    """``clients`` concurrent loops sharing ``requests`` submissions; statuses, latencies,
+    and the CPU time the service and this client (which shares the cores with it) used."""
     order = iter(range(requests))
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -133,13 +141,18 @@ async def load(base: str, key: str, texts: list[str], clients: int, requests: in
 
     async with httpx.AsyncClient(base_url=base, headers={"x-api-key": key}, limits=limits,
                                  timeout=120) as http:
-        began = time.perf_counter()
+        began, client_cpu, server_cpu = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
         await asyncio.gather(*(client(http) for _ in range(clients)))
         took = time.perf_counter() - began
+        client_cpu, server_cpu = time.process_time() - client_cpu, cpu_seconds(server_pid) - server_cpu
     errors = sum(n for s, n in statuses.items() if s not in ("201", "503"))
+    cores = os.cpu_count() or 1
     return {"clients": clients, "requests": requests, "seconds": took,
             "letters_per_s": statuses["201"] / took, "statuses": dict(statuses), "errors": errors,
-            "refused_503": statuses["503"], **percentiles(latencies)}
+            "refused_503": statuses["503"], **percentiles(latencies),
+            "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
+            "client_share_of_cores": client_cpu / (took * cores),
+            "server_share_of_cores": server_cpu / (took * cores)}
 
 
 def page_loads(base: str, key: str, loads: int) -> dict[str, Any]:
@@ -183,7 +196,9 @@ def line(result: dict[str, Any]) -> str:
     runs = "; ".join(
         f"{r['clients']} client{'s' if r['clients'] > 1 else ''}: {r['letters_per_s']:.1f} letters/s, "
         f"p50 / p95 / p99 {r.get('p50_ms', 0):.0f} / {r.get('p95_ms', 0):.0f} / {r.get('p99_ms', 0):.0f} ms, "
-        f"{r['errors']} errors, {r['refused_503']} × 503" for r in result["load"])
+        f"{r['errors']} errors, {r['refused_503']} × 503, cores used by the service "
+        f"{r['server_share_of_cores']:.0%} and by this client {r['client_share_of_cores']:.0%}"
+        for r in result["load"])
     pages = "; ".join(f"{path} p50 {t['p50_ms']:.0f} ms, p95 {t['p95_ms']:.0f} ms"
                       for path, t in result["pages"].items())
     met = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in result["verdicts"].items())
@@ -232,7 +247,7 @@ def main() -> None:
             result["load"] = []
             for clients in args.clients:
                 run = asyncio.run(load(server.base, intake, texts, clients, args.requests,
-                                       f"load{clients}"))
+                                       f"load{clients}", server.pid))
                 print(run)  # noqa: T201
                 result["load"].append(run)
             result["pages"] = page_loads(server.base, supervisor, args.page_loads)

@@ -48,6 +48,12 @@ class LiveServer:
             time.sleep(0.1)
         raise TimeoutError(f"the service did not become ready in {timeout} s")
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("the service was not started")
+        return self.process.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no flushing."""
         if self.process is not None:
